@@ -1,0 +1,23 @@
+# Top-level Makefile of the bank project.
+#
+# AWS SAM (template.yaml): every function has `CodeUri: .` and
+# `Metadata: BuildMethod: makefile`, so `sam build` runs
+# `make build-<LogicalId>` here with ARTIFACTS_DIR set. The artifact holds the
+# bank/ package only; third-party libraries come from DependenciesLayer
+# (layer/Makefile). samconfig.toml sets build_in_source so that SAM does not
+# copy the whole repository (.venv included) to a scratch folder first.
+
+SAM_FUNCTIONS := Ch01Function Ch03Function Ch04Function Ch05Function Ch06Function Ch07Function
+
+.PHONY: sam-check $(addprefix build-,$(SAM_FUNCTIONS))
+
+# Offline check of the SAM side: sam validate --lint, sam build, artifact
+# contents. Installs the SAM CLI in .venv-sam/ (never in the app's .venv).
+sam-check:
+	bash .ci/sam-check
+
+$(addprefix build-,$(SAM_FUNCTIONS)):
+	test -n "$(ARTIFACTS_DIR)"
+	test -d bank/handlers
+	rm -rf "$(ARTIFACTS_DIR)/bank"
+	tar -cf - --exclude=__pycache__ --exclude='*.pyc' bank | tar -xf - -C "$(ARTIFACTS_DIR)"

@@ -1,0 +1,70 @@
+"""The ``bank`` command: the embedded database, seed data, local invoke and the tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from bank.errors import BankError
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    from bank.embedded import server
+
+    srv = server()
+    if args.action == "start":
+        status = srv.start()
+        print(f"embedded PostgreSQL running on 127.0.0.1:{status.port} (data in {status.data_dir})")
+    elif args.action == "stop":
+        srv.stop()
+        print("embedded PostgreSQL stopped")
+    elif args.action == "status":
+        status = srv.status()
+        if status.running:
+            print(f"running  pid {status.pid}  127.0.0.1:{status.port}  data {status.data_dir}")
+        else:
+            print(f"stopped  data {status.data_dir}")
+        return 0 if status.running else 3
+    elif args.action == "url":
+        print(srv.start().url)
+    return 0
+
+
+def _cmd_seed(args: argparse.Namespace) -> int:
+    from bank.database import get_engine
+    from bank.seed import seed
+
+    print(json.dumps(seed(get_engine())))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bank", description="The DAT401 Aurora DSQL tutorial, in Python."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="manage the embedded PostgreSQL")
+    db.add_argument("action", choices=["start", "stop", "status", "url"])
+    db.set_defaults(func=_cmd_db)
+
+    seed = sub.add_parser("seed", help="load ch04's accounts and ch06's example UUID accounts")
+    seed.set_defaults(func=_cmd_seed)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BankError as exc:
+        print(f"bank: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bank: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

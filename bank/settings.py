@@ -1,0 +1,129 @@
+"""One settings object, read once from the environment.
+
+Where the database is, in order:
+
+1. ``DATABASE_URL`` set: that PostgreSQL (any SQLAlchemy/libpq URL).
+2. ``CLUSTER_ENDPOINT`` set: Aurora DSQL, IAM auth through ``aurora-dsql-sqlalchemy``.
+3. Neither: the embedded PostgreSQL the project runs itself (``bank db start``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+
+from bank.errors import ConfigurationError
+
+_REGION_IN_ENDPOINT = re.compile(r"\.dsql[^.]*\.([a-z0-9-]+)\.on\.aws$")
+
+
+class Target(str, Enum):
+    URL = "url"
+    DSQL = "dsql"
+    EMBEDDED = "embedded"
+
+
+def region_from_endpoint(endpoint: str) -> str | None:
+    match = _REGION_IN_ENDPOINT.search(endpoint)
+    return match.group(1) if match else None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigurationError(f"{name} must not be negative, got {raw!r}")
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def project_root() -> Path:
+    """The repository root: where ``.bank/`` (embedded data) lives."""
+    return Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    target: Target
+    database_url: str | None = None
+    cluster_endpoint: str | None = None
+    region: str | None = None
+    db_user: str = "admin"
+    # Embedded PostgreSQL.
+    data_dir: Path = Path(".bank")
+    # Connection pool (sized for Lambda: one request at a time per container).
+    pool_size: int = 2
+    max_overflow: int = 2
+    pool_recycle_s: int = 3300  # DSQL closes connections after 60 minutes
+    # Optimistic-concurrency retry (ch05/ch06).
+    occ_max_attempts: int = 10
+    occ_base_delay_s: float = 0.005
+    occ_max_delay_s: float = 0.5
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        database_url = env.get("DATABASE_URL") or None
+        endpoint = env.get("CLUSTER_ENDPOINT") or None
+        region = env.get("AWS_REGION") or env.get("REGION") or None
+        if database_url:
+            target = Target.URL
+        elif endpoint:
+            target = Target.DSQL
+            region = region or region_from_endpoint(endpoint)
+            if not region:
+                raise ConfigurationError(
+                    f"CLUSTER_ENDPOINT {endpoint!r} names no region: set AWS_REGION or REGION"
+                )
+        else:
+            target = Target.EMBEDDED
+        data_dir = Path(env.get("BANK_DATA_DIR") or project_root() / ".bank")
+        settings = cls(
+            target=target,
+            database_url=database_url,
+            cluster_endpoint=endpoint,
+            region=region,
+            db_user=env.get("DB_USER") or "admin",
+            data_dir=data_dir,
+            pool_size=_int(env, "BANK_POOL_SIZE", cls.pool_size, minimum=1),
+            max_overflow=_int(env, "BANK_POOL_MAX_OVERFLOW", cls.max_overflow),
+            pool_recycle_s=_int(env, "BANK_POOL_RECYCLE_S", cls.pool_recycle_s, minimum=1),
+            occ_max_attempts=_int(env, "BANK_OCC_MAX_ATTEMPTS", cls.occ_max_attempts, minimum=1),
+            occ_base_delay_s=_float(env, "BANK_OCC_BASE_DELAY_S", cls.occ_base_delay_s),
+            occ_max_delay_s=_float(env, "BANK_OCC_MAX_DELAY_S", cls.occ_max_delay_s),
+        )
+        if settings.occ_max_delay_s < settings.occ_base_delay_s:
+            raise ConfigurationError("BANK_OCC_MAX_DELAY_S must be >= BANK_OCC_BASE_DELAY_S")
+        return settings
+
+    @property
+    def is_dsql(self) -> bool:
+        return self.target is Target.DSQL
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings.from_env()
