@@ -39,6 +39,21 @@ def _cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_invoke(args: argparse.Namespace) -> int:
+    from bank.invoke import invoke, read_event
+
+    event = read_event(args.event) if args.event else {}
+    ok, response = invoke(args.function, event)
+    print(json.dumps(response, indent=2))
+    return 0 if ok else 1
+
+
+def _cmd_tutorial(args: argparse.Namespace) -> int:
+    from bank.tutorial import run
+
+    return run(quick=args.quick)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bank", description="The DAT401 Aurora DSQL tutorial, in Python."
@@ -51,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed = sub.add_parser("seed", help="load ch04's accounts and ch06's example UUID accounts")
     seed.set_defaults(func=_cmd_seed)
+
+    inv = sub.add_parser(
+        "invoke", help="run a function of template.yaml in-process (like `sam local invoke`)"
+    )
+    inv.add_argument("function", help="logical id or short name: Ch04Function, ch04")
+    inv.add_argument("--event", "-e", help="JSON event file (default: {})")
+    inv.set_defaults(func=_cmd_invoke)
+
+    tut = sub.add_parser("tutorial", help="run every chapter on the configured database")
+    tut.add_argument("--quick", action="store_true", help="smaller data sets")
+    tut.set_defaults(func=_cmd_tutorial)
     return parser
 
 
