@@ -7,9 +7,11 @@ so they never touch the data of the tutorial database.
 
 from __future__ import annotations
 
+import itertools
 import os
 import secrets
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -58,6 +60,7 @@ def database_url(server_url: str) -> Iterator[str]:
 
     saved = os.environ.get("DATABASE_URL")
     os.environ["DATABASE_URL"] = url
+    os.environ.setdefault("BANK_POOL_SIZE", "12")  # the concurrency tests run 8-10 threads
     settings.get_settings.cache_clear()
     database.get_engine.cache_clear()
     database.get_sessionmaker.cache_clear()
@@ -83,3 +86,61 @@ def engine(database_url: str) -> Engine:
     from bank.database import get_engine
 
     return get_engine()
+
+
+_next_id = itertools.count(10_000_000 + secrets.randbelow(1_000_000) * 100)
+
+
+@pytest.fixture(scope="session")
+def make_accounts(engine: Engine):
+    """Create integer-keyed accounts no other test uses; return their ids.
+
+    Tests pick their own keys instead of truncating shared tables (and DSQL has no
+    TRUNCATE anyway).
+    """
+
+    def make(count: int, balance: Decimal | int | str = 100) -> list[int]:
+        ids = [next(_next_id) for _ in range(count)]
+        with engine.begin() as conn:
+            conn.execute(
+                text("INSERT INTO accounts (id, balance) VALUES (:id, :balance)"),
+                [{"id": i, "balance": Decimal(balance)} for i in ids],
+            )
+        return ids
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def make_uuid_accounts(engine: Engine):
+    def make(count: int, balance: Decimal | int | str = 100) -> list[str]:
+        with engine.begin() as conn:
+            rows = conn.execute(
+                text(
+                    "INSERT INTO accounts2 (balance) SELECT :balance "
+                    "FROM generate_series(1, :n) RETURNING id"
+                ),
+                {"n": count, "balance": Decimal(balance)},
+            ).all()
+        return [str(r[0]) for r in rows]
+
+    return make
+
+
+def balances(engine: Engine, ids, table: str = "accounts") -> dict:
+    """Balances of the given accounts, read in one statement."""
+    ids = list(ids)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(f"SELECT id, balance FROM {table} WHERE id = ANY(:ids)"),  # table: test constant
+            {"ids": ids},
+        ).all()
+    return {str(k) if table == "accounts2" else k: v for k, v in rows}
+
+
+@pytest.fixture(scope="session")
+def seeded(engine: Engine) -> Engine:
+    from bank.seed import seed
+
+    seed(engine)
+    return engine

@@ -1,0 +1,82 @@
+"""Properties over any sequence of valid and invalid requests (hypothesis, real database)."""
+
+import uuid
+from decimal import Decimal
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bank.errors import BankError
+from bank.handlers import ch05, ch06
+from tests.conftest import balances
+from tests.test_handlers import fingerprint
+
+ACCOUNTS = 4
+slot = st.integers(min_value=0, max_value=ACCOUNTS)  # ACCOUNTS: an account that doesn't exist
+amount = st.one_of(
+    st.decimals(min_value=Decimal("0.01"), max_value=Decimal("80"), places=2).map(str),
+    st.integers(min_value=-5, max_value=200),
+    st.sampled_from(["0", "-1", "NaN", "1e400", "0.0000001", "", "ten", True, None, 1.5]),
+)
+request = st.fixed_dictionaries({"payer": slot, "payee": slot, "amount": amount})
+
+SETTINGS = settings(max_examples=40, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@SETTINGS
+@given(requests=st.lists(request, min_size=1, max_size=12))
+def test_any_sequence_conserves_money_and_never_overdraws(make_accounts, requests):
+    ids = make_accounts(ACCOUNTS, balance=50) + [2_100_000_000]  # the last one does not exist
+    for r in requests:
+        event = {"payer_id": ids[r["payer"]], "payee_id": ids[r["payee"]], "amount": r["amount"]}
+        try:
+            ch05.handler(event)
+        except BankError:
+            pass
+        now = balances(_engine(), ids)
+        assert sum(now.values()) == Decimal(50 * ACCOUNTS)
+        assert all(b >= 0 for b in now.values())
+
+
+malformed = st.one_of(
+    st.none(), st.integers(), st.text(max_size=20), st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.sampled_from(["payer_id", "payee_id", "amount", "x"]),
+                    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(),
+                              st.text(max_size=40), st.lists(st.integers(), max_size=2)),
+                    max_size=4),
+)
+
+
+@SETTINGS
+@given(event=malformed)
+def test_malformed_events_yield_invalid_request_and_change_nothing(engine, event):
+    # Anything this strategy makes is invalid for ch06: no dict of it holds two valid UUIDs.
+    before = fingerprint(engine)
+    try:
+        ch06.handler(event)
+    except BankError as exc:
+        assert type(exc).__name__ == "InvalidRequest", exc
+    else:
+        raise AssertionError(f"accepted {event!r}")
+    assert fingerprint(engine) == before
+
+
+@SETTINGS
+@given(payer=st.uuids(), amount=st.decimals(min_value=Decimal("0.01"), max_value=Decimal("10"),
+                                            places=2))
+def test_unknown_uuid_accounts_change_nothing(engine, payer, amount):
+    before = fingerprint(engine)
+    try:
+        ch06.handler({"payer_id": str(payer), "payee_id": str(uuid.uuid4()), "amount": str(amount)})
+    except BankError as exc:
+        assert type(exc).__name__ == "AccountNotFound"
+    else:
+        raise AssertionError("a transfer between unknown accounts succeeded")
+    assert fingerprint(engine) == before
+
+
+def _engine():
+    from bank.database import get_engine
+
+    return get_engine()
