@@ -54,6 +54,27 @@ def _cmd_tutorial(args: argparse.Namespace) -> int:
     return run(quick=args.quick)
 
 
+def _cmd_query_lab(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bank import querylab
+    from bank.database import get_engine
+
+    sizes = [querylab.parse_rows({"rows": n}) for n in args.rows or [querylab.DEFAULT_ROWS]]
+    engine = get_engine()
+    runs = []
+    for rows in sizes:
+        runs.append(querylab.run_lab(engine, rows))
+        print(querylab.render_table(runs[-1]) + "\n")
+    if args.report:
+        command = " ".join(["bank query-lab", *(f"--rows {n}" for n in sizes),
+                            "--report", args.report])
+        env = querylab.environment(engine)
+        Path(args.report).write_text(querylab.render_report(runs, env, command))
+        print(f"report written to {args.report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bank", description="The DAT401 Aurora DSQL tutorial, in Python."
@@ -77,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     tut = sub.add_parser("tutorial", help="run every chapter on the configured database")
     tut.add_argument("--quick", action="store_true", help="smaller data sets")
     tut.set_defaults(func=_cmd_tutorial)
+
+    lab = sub.add_parser("query-lab", help="ch07: setup, query, optimize, query again; compare")
+    lab.add_argument("--rows", type=int, action="append",
+                     help="rows to load (default 5000); repeat to run at several sizes")
+    lab.add_argument("--report", metavar="FILE", help="also write the results as Markdown")
+    lab.set_defaults(func=_cmd_query_lab)
     return parser
 
 
