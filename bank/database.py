@@ -1,7 +1,8 @@
 """Engines and sessions: one factory for the three targets, built once per process.
 
 - ``DATABASE_URL`` / embedded PostgreSQL: psycopg 3 at REPEATABLE READ, the isolation
-  DSQL gives every transaction, so local runs conflict the way DSQL does.
+  DSQL gives every transaction (explicit or single-statement), so local runs
+  conflict the way DSQL does.
 - Aurora DSQL: ``aurora-dsql-sqlalchemy``'s ``create_dsql_engine``. Its connector mints
   a fresh IAM token for every new connection (admin token for ``admin``, the
   ``DbConnect`` token for any other role), and connects with ``sslmode=verify-full``.
@@ -61,7 +62,14 @@ def make_engine(settings: Settings, **overrides) -> Engine:
             pool_pre_ping=True,
             **pool,
         )
-    return create_engine(database_url(settings), isolation_level=LOCAL_ISOLATION, **pool)
+    return create_engine(
+        database_url(settings),
+        isolation_level=LOCAL_ISOLATION,
+        # Statements run outside an explicit transaction (the one-statement transfer)
+        # get DSQL's isolation too.
+        connect_args={"options": "-c default_transaction_isolation=repeatable\\ read"},
+        **pool,
+    )
 
 
 @lru_cache(maxsize=1)

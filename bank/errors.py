@@ -33,6 +33,8 @@ class InsufficientFunds(BankError):
 class TransactionConflict(BankError):
     """An optimistic-concurrency conflict (SQLSTATE 40001) that was not retried (ch04)."""
 
+    sqlstate = "40001"  # a conflict like any other: ch05's retry loop retries it
+
 
 class ConflictRetriesExhausted(BankError):
     """Every attempt of the transaction conflicted; the caller may retry later."""
@@ -42,3 +44,11 @@ class ConflictRetriesExhausted(BankError):
     def __init__(self, message: str, attempts: int):
         super().__init__(message)
         self.attempts = attempts
+
+
+class BatchTooLarge(InvalidRequest):
+    """A load batch above DSQL's limit of 3,000 rows modified per transaction."""
+
+
+class LoadFailed(BankError):
+    """A bulk load stopped on an error; the rows committed before it are kept, their ids written."""

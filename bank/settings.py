@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from bank.errors import ConfigurationError
 _REGION_IN_ENDPOINT = re.compile(r"\.dsql[^.]*\.([a-z0-9-]+)\.on\.aws$")
 
 
-class Target(str, Enum):
+class Target(StrEnum):
     URL = "url"
     DSQL = "dsql"
     EMBEDDED = "embedded"

@@ -5,7 +5,6 @@ import threading
 from collections import Counter
 from decimal import Decimal
 
-from bank.errors import TransactionConflict
 from bank.handlers import ch04, ch05, ch06
 from bank.invoke import LocalContext, resolve
 from tests.conftest import balances

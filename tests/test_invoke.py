@@ -45,27 +45,57 @@ def test_environment_from_the_template_skips_intrinsics():
 
 def test_every_template_function_loads_its_handler():
     template = load_template()
-    names = [k for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"]
-    assert {"Ch01Function", "Ch03Function", "Ch04Function", "Ch05Function",
-            "Ch06Function"} <= set(names)
+    names = [
+        k for k, v in template["Resources"].items() if v["Type"] == "AWS::Serverless::Function"
+    ]
+    assert {"Ch01Function", "Ch03Function", "Ch04Function", "Ch05Function", "Ch06Function"} <= set(
+        names
+    )
     for name in names:
         assert callable(resolve(name).load_handler())
 
 
 def test_cli_end_to_end_in_a_subprocess(seeded, database_url):
     env = {**os.environ, "DATABASE_URL": database_url}
-    ok = subprocess.run([sys.executable, "-m", "bank.cli", "invoke", "Ch03Function", "--event",
-                         str(EVENTS / "ch03.json")], capture_output=True, text=True, env=env)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bank.cli",
+            "invoke",
+            "Ch03Function",
+            "--event",
+            str(EVENTS / "ch03.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "balance" in json.loads(ok.stdout)
-    bad = subprocess.run([sys.executable, "-m", "bank.cli", "invoke", "ch04", "--event",
-                          str(EVENTS / "ch04-same-account.json")],
-                         capture_output=True, text=True, env=env)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bank.cli",
+            "invoke",
+            "ch04",
+            "--event",
+            str(EVENTS / "ch04-same-account.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert bad.returncode == 1
     assert json.loads(bad.stdout) == {
         "errorType": "InvalidRequest",
         "errorMessage": "Payer and payee must be different accounts",
     }
-    missing = subprocess.run([sys.executable, "-m", "bank.cli", "invoke", "ch04", "--event",
-                              "/nonexistent.json"], capture_output=True, text=True, env=env)
+    missing = subprocess.run(
+        [sys.executable, "-m", "bank.cli", "invoke", "ch04", "--event", "/nonexistent.json"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert missing.returncode == 1 and "cannot read event file" in missing.stderr

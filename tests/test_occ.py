@@ -50,8 +50,13 @@ def test_deadlock_is_retried():
 
 
 @pytest.mark.parametrize(
-    "exc", [psycopg.errors.UniqueViolation(), psycopg.errors.FeatureNotSupported(),
-            ValueError("boom"), psycopg.errors.QueryCanceled()],
+    "exc",
+    [
+        psycopg.errors.UniqueViolation(),
+        psycopg.errors.FeatureNotSupported(),
+        ValueError("boom"),
+        psycopg.errors.QueryCanceled(),
+    ],
 )
 def test_other_errors_are_not_retried(exc):
     def txn():
@@ -76,7 +81,14 @@ def test_attempts_are_capped_with_a_named_retryable_error():
 
 def test_backoff_is_exponential_capped_and_jittered():
     policy = RetryPolicy(max_attempts=20, base_delay_s=0.01, max_delay_s=0.3)
-    assert [policy.backoff_cap(n) for n in (1, 2, 3, 4, 5, 6)] == [0.01, 0.02, 0.04, 0.08, 0.16, 0.3]
+    assert [policy.backoff_cap(n) for n in (1, 2, 3, 4, 5, 6)] == [
+        0.01,
+        0.02,
+        0.04,
+        0.08,
+        0.16,
+        0.3,
+    ]
     rng = random.Random(7)
     for attempt in range(1, 20):
         samples = [policy.delay(attempt, rng) for _ in range(200)]
@@ -103,8 +115,9 @@ def test_deadline_stops_retrying_before_the_lambda_times_out():
     txn, calls = failing(1000)
     policy = RetryPolicy(max_attempts=1000, base_delay_s=0.5, max_delay_s=0.5)
     with pytest.raises(ConflictRetriesExhausted, match="time left"):
-        run_with_retry(txn, policy, deadline=102.0, clock=lambda: now[0], sleep=sleep,
-                       rng=random.Random(3))
+        run_with_retry(
+            txn, policy, deadline=102.0, clock=lambda: now[0], sleep=sleep, rng=random.Random(3)
+        )
     assert now[0] < 102.0  # never slept past the deadline
     assert 1 < len(calls) < 1000
 

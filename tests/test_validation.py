@@ -16,8 +16,16 @@ U1, U2 = "123e4567-e89b-12d3-a456-426614174000", "123e4567-e89b-12d3-a456-426614
 
 @pytest.mark.parametrize(
     "raw, expected",
-    [("10", "10"), (10, "10"), (10.5, "10.5"), ("0.000001", "0.000001"), (" 7.25 ", "7.25"),
-     ("999999999999.999999", "999999999999.999999"), ("1.500000000", "1.5"), (0.1, "0.1")],
+    [
+        ("10", "10"),
+        (10, "10"),
+        (10.5, "10.5"),
+        ("0.000001", "0.000001"),
+        (" 7.25 ", "7.25"),
+        ("999999999999.999999", "999999999999.999999"),
+        ("1.500000000", "1.5"),
+        (0.1, "0.1"),
+    ],
 )
 def test_valid_amounts(raw, expected):
     assert parse_amount({"amount": raw}) == Decimal(expected)
@@ -25,11 +33,25 @@ def test_valid_amounts(raw, expected):
 
 @pytest.mark.parametrize(
     "raw, fragment",
-    [(True, "decimal string or a number"), (None, "missing"), ([1], "decimal string"),
-     ({"v": 1}, "decimal string"), ("NaN", "finite"), ("Infinity", "finite"),
-     (math.inf, "finite"), (math.nan, "finite"), ("-1", "positive"), (0, "positive"),
-     ("0.0", "positive"), ("0.0000001", "decimal places"), ("1e12", "less than"),
-     ("abc", "not a decimal"), ("", "not a decimal"), ("1" * 50, "too long"), (-0.5, "positive")],
+    [
+        (True, "decimal string or a number"),
+        (None, "missing"),
+        ([1], "decimal string"),
+        ({"v": 1}, "decimal string"),
+        ("NaN", "finite"),
+        ("Infinity", "finite"),
+        (math.inf, "finite"),
+        (math.nan, "finite"),
+        ("-1", "positive"),
+        (0, "positive"),
+        ("0.0", "positive"),
+        ("0.0000001", "decimal places"),
+        ("1e12", "less than"),
+        ("abc", "not a decimal"),
+        ("", "not a decimal"),
+        ("1" * 50, "too long"),
+        (-0.5, "positive"),
+    ],
 )
 def test_invalid_amounts(raw, fragment):
     with pytest.raises(InvalidRequest, match=fragment) as info:
@@ -44,14 +66,21 @@ def test_missing_amount_names_the_field():
 
 @pytest.mark.parametrize(
     "event, fragment",
-    [({"payer_id": "1", "payee_id": 2, "amount": "1"}, "'payer_id' must be an integer"),
-     ({"payer_id": 1, "payee_id": True, "amount": "1"}, "'payee_id' must be an integer"),
-     ({"payer_id": 1.5, "payee_id": 2, "amount": "1"}, "'payer_id' must be an integer"),
-     ({"payer_id": 0, "payee_id": 2, "amount": "1"}, "between 1 and"),
-     ({"payer_id": 2**31, "payee_id": 2, "amount": "1"}, "between 1 and"),
-     ({"payee_id": 2, "amount": "1"}, "missing field 'payer_id'"),
-     ({"payer_id": 3, "payee_id": 3, "amount": "1"}, "Payer and payee must be different accounts"),
-     ([1, 2], "JSON object"), ("payer", "JSON object"), (None, "JSON object")],
+    [
+        ({"payer_id": "1", "payee_id": 2, "amount": "1"}, "'payer_id' must be an integer"),
+        ({"payer_id": 1, "payee_id": True, "amount": "1"}, "'payee_id' must be an integer"),
+        ({"payer_id": 1.5, "payee_id": 2, "amount": "1"}, "'payer_id' must be an integer"),
+        ({"payer_id": 0, "payee_id": 2, "amount": "1"}, "between 1 and"),
+        ({"payer_id": 2**31, "payee_id": 2, "amount": "1"}, "between 1 and"),
+        ({"payee_id": 2, "amount": "1"}, "missing field 'payer_id'"),
+        (
+            {"payer_id": 3, "payee_id": 3, "amount": "1"},
+            "Payer and payee must be different accounts",
+        ),
+        ([1, 2], "JSON object"),
+        ("payer", "JSON object"),
+        (None, "JSON object"),
+    ],
 )
 def test_invalid_integer_transfers(event, fragment):
     with pytest.raises(InvalidRequest, match=fragment):
@@ -60,9 +89,11 @@ def test_invalid_integer_transfers(event, fragment):
 
 @pytest.mark.parametrize(
     "event, fragment",
-    [({"payer_id": "nope", "payee_id": U2, "amount": "1"}, "'payer_id' is not a valid UUID"),
-     ({"payer_id": U1, "payee_id": 5, "amount": "1"}, "'payee_id' must be a UUID string"),
-     ({"payer_id": U1, "payee_id": U1.upper(), "amount": "1"}, "must be different")],
+    [
+        ({"payer_id": "nope", "payee_id": U2, "amount": "1"}, "'payer_id' is not a valid UUID"),
+        ({"payer_id": U1, "payee_id": 5, "amount": "1"}, "'payee_id' must be a UUID string"),
+        ({"payer_id": U1, "payee_id": U1.upper(), "amount": "1"}, "must be different"),
+    ],
 )
 def test_invalid_uuid_transfers(event, fragment):
     with pytest.raises(InvalidRequest, match=fragment):
@@ -71,18 +102,36 @@ def test_invalid_uuid_transfers(event, fragment):
 
 def test_uuid_transfer_parses():
     req = parse_transfer({"payer_id": U1, "payee_id": U2, "amount": "2.5"}, uuid_ids=True)
-    assert (req.payer_id, req.payee_id, req.amount) == (uuid.UUID(U1), uuid.UUID(U2), Decimal("2.5"))
+    assert (req.payer_id, req.payee_id, req.amount) == (
+        uuid.UUID(U1),
+        uuid.UUID(U2),
+        Decimal("2.5"),
+    )
 
 
-@given(st.decimals(min_value=Decimal("0.000001"), max_value=Decimal("999999999999.999999"),
-                   places=6, allow_nan=False, allow_infinity=False))
+@given(
+    st.decimals(
+        min_value=Decimal("0.000001"),
+        max_value=Decimal("999999999999.999999"),
+        places=6,
+        allow_nan=False,
+        allow_infinity=False,
+    )
+)
 def test_any_in_range_decimal_string_round_trips(value):
     assert parse_amount({"amount": str(value)}) == value
 
 
-@given(st.one_of(st.none(), st.booleans(), st.lists(st.integers()), st.dictionaries(st.text(), st.integers()),
-                 st.floats(allow_nan=True, allow_infinity=True).filter(lambda f: not (0 < f < 1e12)),
-                 st.text().filter(lambda t: not t.strip().replace(".", "", 1).isdigit())))
+@given(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.lists(st.integers()),
+        st.dictionaries(st.text(), st.integers()),
+        st.floats(allow_nan=True, allow_infinity=True).filter(lambda f: not (0 < f < 1e12)),
+        st.text().filter(lambda t: not t.strip().replace(".", "", 1).isdigit()),
+    )
+)
 def test_anything_else_is_refused_with_invalid_request(value):
     try:
         amount = parse_amount({"amount": value})

@@ -5,7 +5,6 @@ Revises: 0003_ch07_accounts7
 """
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_ch07_type_index"

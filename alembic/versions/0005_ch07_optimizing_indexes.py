@@ -5,7 +5,6 @@ Revises: 0004_ch07_type_index
 """
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_ch07_optimizing_indexes"
