@@ -6,7 +6,7 @@ embedded PostgreSQL.
 
 On Aurora DSQL the connection runs in AUTOCOMMIT: every DDL statement, and every
 write to ``alembic_version``, is a transaction of its own (DSQL allows one DDL
-statement per transaction and no DML beside it). ``bank.ddl.AuroraDSQLImpl`` makes
+statement per transaction and no DML beside it). ``bank.alembic_dsql.AuroraDSQLImpl`` makes
 indexes ``CREATE INDEX ASYNC`` and waits for their build jobs.
 """
 
@@ -16,7 +16,7 @@ from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 from sqlalchemy.engine import URL
 
-import bank.ddl  # noqa: F401  (registers Alembic's implementation for "auroradsql")
+import bank.alembic_dsql  # noqa: F401  (registers Alembic's implementation for "auroradsql")
 from bank.database import database_url, make_engine, sqlalchemy_url
 from bank.models import Base
 from bank.settings import Settings
@@ -57,7 +57,7 @@ def run_migrations_offline() -> None:
 
 
 def do_run_migrations(connection: Connection) -> None:
-    if connection.dialect.name == bank.ddl.DSQL_DIALECT:
+    if connection.dialect.name == bank.alembic_dsql.DSQL_DIALECT:
         connection = connection.execution_options(isolation_level="AUTOCOMMIT")
     context.configure(connection=connection, transaction_per_migration=True, **COMMON)
     with context.begin_transaction():

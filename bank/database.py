@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+import threading
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
@@ -72,12 +72,31 @@ def make_engine(settings: Settings, **overrides) -> Engine:
     )
 
 
-@lru_cache(maxsize=1)
+_engine: Engine | None = None
+_lock = threading.Lock()
+
+
 def get_engine() -> Engine:
     """The process-wide engine: module-level state a warm Lambda container reuses."""
-    return make_engine(get_settings())
+    global _engine
+    if _engine is None:
+        with _lock:
+            if _engine is None:
+                _engine = make_engine(get_settings())
+    return _engine
 
 
-@lru_cache(maxsize=1)
+def install_engine(engine: Engine | None) -> None:
+    """Replace the process-wide engine (a tool that needs a bigger pool; tests).
+
+    ``None`` forgets it: the next ``get_engine()`` builds one from the settings.
+    """
+    global _engine
+    with _lock:
+        old, _engine = _engine, engine
+    if old is not None and old is not engine:
+        old.dispose()
+
+
 def get_sessionmaker() -> sessionmaker[Session]:
     return sessionmaker(get_engine(), expire_on_commit=False)

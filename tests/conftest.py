@@ -62,14 +62,11 @@ def database_url(server_url: str) -> Iterator[str]:
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("BANK_POOL_SIZE", "12")  # the concurrency tests run 8-10 threads
     settings.get_settings.cache_clear()
-    database.get_engine.cache_clear()
-    database.get_sessionmaker.cache_clear()
+    database.install_engine(None)
     try:
         yield url
     finally:
-        database.get_engine().dispose()
-        database.get_engine.cache_clear()
-        database.get_sessionmaker.cache_clear()
+        database.install_engine(None)
         settings.get_settings.cache_clear()
         if saved is None:
             os.environ.pop("DATABASE_URL", None)
