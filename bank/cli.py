@@ -75,6 +75,26 @@ def _cmd_query_lab(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_load(args: argparse.Namespace) -> int:
+    import threading
+
+    from bank.loader import ProgressPrinter, load_accounts, stop_on_signals
+    from bank.settings import get_settings
+
+    stop = threading.Event()
+    progress = ProgressPrinter(sys.stderr)
+    with stop_on_signals(stop) as received:
+        try:
+            result = load_accounts(
+                get_settings(), args.accounts, batch=args.batch, threads=args.threads,
+                balance=args.balance, out=args.out, stop=stop, on_progress=progress,
+            )
+        finally:
+            progress.close()
+    print(result.summary())
+    return 128 + received[0] if received else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bank", description="The DAT401 Aurora DSQL tutorial, in Python."
@@ -104,6 +124,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="rows to load (default 5000); repeat to run at several sizes")
     lab.add_argument("--report", metavar="FILE", help="also write the results as Markdown")
     lab.set_defaults(func=_cmd_query_lab)
+
+    load = sub.add_parser("load", help="ch06: bulk-load UUID accounts into accounts2, in parallel")
+    load.add_argument("--accounts", type=int, default=1_000_000, help="default 1000000")
+    load.add_argument("--batch", type=int, default=1000,
+                      help="rows per transaction, at most 3000 (DSQL's limit); default 1000")
+    load.add_argument("--threads", type=int, default=4,
+                      help="workers, each on its own connection; default 4")
+    load.add_argument("--out", default="uuids.txt", help="the ids, one a line; default uuids.txt")
+    load.add_argument("--balance", default="100", help="balance of each account; default 100")
+    load.set_defaults(func=_cmd_load)
     return parser
 
 

@@ -1,0 +1,412 @@
+"""ch06 at scale: ``bank load``, the parallel bulk loader of UUID accounts.
+
+The original's ``setup.sh``, ported. N worker threads each run batches of
+
+    INSERT INTO accounts2 (balance) SELECT $1 FROM generate_series(1, $2) RETURNING id::text
+
+one batch per transaction, at most 3,000 rows (DSQL's limit). The database generates the
+ids and returns them as text: no ``uuid.UUID`` objects and no ORM rows, which would cost
+more than the insert itself. Committed ids are appended to a temp file next to ``out``,
+which replaces ``out`` in one ``os.replace`` at the end, also after a stop (Ctrl-C,
+SIGTERM) or an error: the file appears once, complete, and lists exactly the committed rows.
+
+Connections: one engine whose pool is sized to the workers. Each batch checks a connection
+out, so the pool recycles connections older than ``settings.pool_recycle_s`` (DSQL closes
+them at 60 minutes) and replaces dropped ones; on DSQL every new connection mints a fresh
+IAM token, so a run may outlive any one token.
+
+Retries: a batch that fails with SQLSTATE 40001 (DSQL's OC000 and OC001 conflicts) or loses
+its connection runs again, with capped exponential backoff and jitter. If the connection
+fails during COMMIT, the loader asks the database whether the batch's first id exists
+before it records the batch or runs it again.
+
+This module prints nothing and reads no environment: ``bank.cli`` does both.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import psycopg
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from bank.database import make_engine
+from bank.errors import BatchTooLarge, ConflictRetriesExhausted, InvalidRequest, LoadFailed
+from bank.settings import Settings
+
+MAX_BATCH = 3000  # Aurora DSQL: rows modified per transaction
+INSERT = (
+    "INSERT INTO accounts2 (balance) SELECT %s FROM generate_series(1, %s::int) RETURNING id::text"
+)
+EXISTS = "SELECT EXISTS (SELECT 1 FROM accounts2 WHERE id = %s::uuid)"
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Progress:
+    rows: int
+    total: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        return (self.total - self.rows) / self.rate if self.rate else None
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requested: int
+    rows: int
+    seconds: float
+    out: Path
+    interrupted: bool
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        if self.interrupted:
+            what = f"interrupted: {self.rows} of {self.requested} accounts committed"
+        else:
+            what = f"loaded {self.rows} accounts"
+        return f"{what} in {self.seconds:.2f} s ({self.rate:.0f} rows/s); ids in {self.out}"
+
+
+@dataclass(frozen=True)
+class Retry:
+    """Capped exponential backoff with full jitter, from the project's OCC settings."""
+
+    max_attempts: int = 10
+    base_delay_s: float = 0.005
+    max_delay_s: float = 0.5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Retry:
+        return cls(settings.occ_max_attempts, settings.occ_base_delay_s, settings.occ_max_delay_s)
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
+
+
+class ConnectionLost(Exception):
+    """The attempt did not commit because its connection failed; another attempt may."""
+
+
+class _CommitUnknown(Exception):
+    def __init__(self, ids: str):
+        super().__init__("COMMIT failed: outcome unknown")
+        self.ids = ids
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """SQLSTATE of a psycopg error, raw or wrapped by SQLAlchemy."""
+    return getattr(getattr(exc, "orig", exc), "sqlstate", None)
+
+
+def with_retries(fn: Callable[[], T], retry: Retry, stop: threading.Event) -> T | None:
+    """``fn()``, run again after a conflict (40001) or a lost connection, with backoff.
+
+    Returns None if ``stop`` is set while waiting to retry: the failed attempt did not commit.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return fn()
+        except Exception as exc:
+            conflict = sqlstate(exc) == "40001"
+            if not (conflict or isinstance(exc, ConnectionLost)):
+                raise
+            if attempt >= retry.max_attempts:
+                if conflict:
+                    raise ConflictRetriesExhausted(
+                        f"a batch conflicted {attempt} times", attempt
+                    ) from exc
+                raise
+        if stop.wait(retry.delay(attempt)):
+            return None
+
+
+def _is_lost(exc: BaseException, dbapi_connection: Any) -> bool:
+    """Did the connection fail (rather than the SQL)? Closed, a client-side error, SQLSTATE
+    class 08 (connection exception) or 57P01-57P03 (server shutting down)."""
+    if not isinstance(exc, Exception):
+        return False
+    if dbapi_connection is None or dbapi_connection.closed:
+        return True
+    state = sqlstate(exc)
+    if state is None:
+        return isinstance(exc, psycopg.OperationalError)
+    return state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+@contextmanager
+def _connection(engine: Engine) -> Iterator[Any]:
+    """A pooled DBAPI connection, discarded after any error: never reused in an unknown state."""
+    try:
+        conn = engine.raw_connection()  # the pool recycles old connections, replaces dropped ones
+    except (DBAPIError, psycopg.OperationalError) as exc:
+        raise ConnectionLost(f"cannot connect: {exc}") from exc
+    try:
+        yield conn
+    except BaseException as exc:
+        lost = _is_lost(exc, conn.dbapi_connection)
+        conn.invalidate()  # closes it and frees its slot in the pool: no close() after this
+        if lost and not isinstance(exc, _CommitUnknown):
+            raise ConnectionLost(f"connection lost: {exc}") from exc
+        raise
+    conn.close()  # back to the pool, idle: the caller committed
+
+
+def _insert(engine: Engine, n: int, balance: Decimal) -> str:
+    """One transaction: insert n accounts; returns their ids, one a line."""
+    with _connection(engine) as conn:
+        cur = conn.cursor()
+        cur.execute(INSERT, (balance, n))
+        ids = "".join(f"{row[0]}\n" for row in cur.fetchall())
+        try:
+            conn.commit()
+        except Exception as exc:
+            if sqlstate(exc) == "40001":
+                raise
+            raise _CommitUnknown(ids) from exc
+        return ids
+
+
+def _exists(engine: Engine, account_id: str) -> bool:
+    with _connection(engine) as conn:
+        found = conn.cursor().execute(EXISTS, (account_id,)).fetchone()[0]
+        conn.commit()
+    return bool(found)
+
+
+def _batch(engine: Engine, n: int, balance: Decimal, retry: Retry, stop: threading.Event):
+    """Insert one batch, retried; its ids, or None if stopped before it committed."""
+
+    def attempt() -> str:
+        try:
+            return _insert(engine, n, balance)
+        except _CommitUnknown as unknown:
+            # All or nothing: the first id tells whether the transaction committed.
+            first = unknown.ids.split("\n", 1)[0]
+            try:
+                committed = with_retries(lambda: _exists(engine, first), retry, threading.Event())
+            except Exception as exc:
+                raise LoadFailed(
+                    f"cannot tell whether a batch of {n} rows (first id {first}) committed: {exc}"
+                ) from exc
+            if committed:
+                return unknown.ids
+            raise ConnectionLost(f"COMMIT failed: {unknown.__cause__}") from unknown
+
+    return with_retries(attempt, retry, stop)
+
+
+class _Load:
+    """The shared state of one run: work left, rows committed, the ids file, the first error."""
+
+    def __init__(self, engine, accounts, batch, balance, retry, stop, sink: IO[str]):
+        self.engine, self.batch, self.balance = engine, batch, balance
+        self.retry, self.stop, self.sink = retry, stop, sink
+        self.lock = threading.Lock()
+        self.unassigned = accounts
+        self.rows = 0
+        self.error: BaseException | None = None
+
+    def _take(self) -> int:
+        with self.lock:
+            n = min(self.batch, self.unassigned)
+            self.unassigned -= n
+            return n
+
+    def _work(self) -> None:
+        try:
+            while not self.stop.is_set() and (n := self._take()):
+                ids = _batch(self.engine, n, self.balance, self.retry, self.stop)
+                if ids is None:
+                    return  # stopped while waiting to retry: this batch did not commit
+                with self.lock:
+                    self.sink.write(ids)
+                    self.rows += n
+        except BaseException as exc:
+            with self.lock:
+                self.error = self.error or exc
+            self.stop.set()
+
+    def run(self, workers: int, report: Callable[[], None], every: float) -> None:
+        """Run the workers to the end; joins them before it returns or raises."""
+        threads = [
+            threading.Thread(target=self._work, name=f"bank-load-{i}") for i in range(workers)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            for thread in threads:
+                while thread.is_alive():
+                    thread.join(every)
+                    report()
+        except BaseException:
+            self.stop.set()
+            for thread in threads:
+                thread.join()
+            raise
+        report()
+        if self.error is not None:
+            raise self.error
+
+
+def _validate(accounts: int, batch: int, threads: int, balance) -> Decimal:
+    if batch > MAX_BATCH:
+        raise BatchTooLarge(
+            f"batch of {batch} rows: Aurora DSQL modifies at most {MAX_BATCH} rows per transaction"
+        )
+    for name, value in (("accounts", accounts), ("batch", batch), ("threads", threads)):
+        if value < 1:
+            raise InvalidRequest(f"{name} must be at least 1, got {value}")
+    try:
+        amount = Decimal(str(balance))
+    except InvalidOperation:
+        raise InvalidRequest(f"balance must be a number, got {balance!r}") from None
+    if not amount.is_finite() or amount < 0:
+        raise InvalidRequest(f"balance must be a non-negative number, got {balance!r}")
+    return amount
+
+
+def load_accounts(
+    settings: Settings,
+    accounts: int,
+    *,
+    batch: int = 1000,
+    threads: int = 1,
+    balance: Decimal | str | int = 100,
+    out: Path | str = "uuids.txt",
+    stop: threading.Event | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    progress_every: float = 0.2,
+) -> LoadResult:
+    """Create ``accounts`` UUID accounts in accounts2; write their ids to ``out``.
+
+    Setting ``stop`` (e.g. from a signal handler) stops cleanly: in-flight batches finish
+    and are recorded, and ``out`` lists the committed ids. A worker's error stops the others
+    and raises LoadFailed, after writing ``out`` if any rows were committed. ``on_progress``
+    is called from the calling thread every ``progress_every`` seconds.
+    """
+    amount = _validate(accounts, batch, threads, balance)
+    out = Path(out)
+    stop = stop if stop is not None else threading.Event()
+    workers = min(threads, math.ceil(accounts / batch))
+    started = time.monotonic()
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise LoadFailed(f"cannot write the ids next to {out}: {exc}") from exc
+    tmp = Path(tmp_name)
+    engine = make_engine(settings, pool_size=workers, max_overflow=0)
+    run: _Load | None = None
+
+    def report() -> None:
+        if on_progress is not None and run is not None:
+            on_progress(Progress(run.rows, accounts, time.monotonic() - started))
+
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as sink:
+            run = _Load(engine, accounts, batch, amount, Retry.from_settings(settings), stop, sink)
+            run.run(workers, report, progress_every)
+            sink.flush()
+            os.fsync(sink.fileno())
+        os.replace(tmp, out)
+    except BaseException as exc:
+        rows = run.rows if run is not None else 0
+        if rows:  # committed rows are listed, whatever stopped the load
+            os.replace(tmp, out)
+        if isinstance(exc, Exception):
+            where = f", their ids are in {out}" if rows else ""
+            raise LoadFailed(
+                f"{type(exc).__name__}: {exc} ({rows} accounts committed{where})"
+            ) from exc
+        raise
+    finally:
+        engine.dispose()
+        tmp.unlink(missing_ok=True)
+    seconds = time.monotonic() - started
+    return LoadResult(accounts, run.rows, seconds, out, interrupted=run.rows < accounts)
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class ProgressPrinter:
+    """Shows Progress on a stream: a bar redrawn in place on a terminal, else a line every
+    ``every`` seconds."""
+
+    def __init__(self, stream: IO[str], every: float = 1.0, width: int = 30):
+        self.stream, self.every, self.width = stream, every, width
+        self.tty = stream.isatty()
+        self.last = time.monotonic()
+        self.drawn = False
+
+    def __call__(self, p: Progress) -> None:
+        fraction = p.rows / p.total if p.total else 1.0
+        stats = f"{p.rows}/{p.total}  {p.rate:,.0f} rows/s  ETA {_clock(p.eta_s)}"
+        if self.tty:
+            filled = int(self.width * fraction)
+            bar = "#" * filled + "." * (self.width - filled)
+            self.stream.write(f"\r[{bar}] {fraction:4.0%}  {stats}\x1b[K")
+            self.drawn = True
+        elif time.monotonic() - self.last >= self.every:
+            self.last = time.monotonic()
+            self.stream.write(f"load: {fraction:.0%}  {stats}\n")
+        else:
+            return
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+@contextmanager
+def stop_on_signals(
+    stop: threading.Event, signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)
+) -> Iterator[list[int]]:
+    """Within the block, SIGINT and SIGTERM set ``stop`` instead of killing the process.
+
+    Yields the list of the signals received. Main thread only (Python's rule for handlers).
+    """
+    received: list[int] = []
+
+    def handler(signum, frame):
+        received.append(signum)
+        stop.set()
+
+    previous = {signum: signal.signal(signum, handler) for signum in signums}
+    try:
+        yield received
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
