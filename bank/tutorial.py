@@ -15,11 +15,15 @@ def _step(title: str) -> None:
     print(f"\n=== {title}")
 
 
-def _invoke(function: str, event_file: str) -> None:
+def _invoke(function: str, event_file: str, brief: tuple[str, ...] = ()) -> None:
+    """Invoke like `bank invoke`; fields named in ``brief`` are shown by their first line."""
     from bank.invoke import invoke, read_event
 
     path = project_root() / "events" / event_file
     ok, response = invoke(function, read_event(str(path)))
+    for name in brief:
+        if isinstance(response.get(name), str):
+            response[name] = response[name].splitlines()[0] + " ..."
     print(f"$ bank invoke {function} --event events/{event_file}")
     print(("" if ok else "(error) ") + json.dumps(response))
 
@@ -66,5 +70,9 @@ def run(quick: bool = False) -> int:
     _step("ch06: UUID keys")
     _invoke("ch06", "ch06.json")
     _invoke("ch06", "ch06-malformed-uuid.json")
+    _step("ch07: query optimization (5,000 rows, one index, then the optimizing two)")
+    for event in ("ch07-setup.json", "ch07-query.json", "ch07-optimize.json",
+                  "ch07-query-optimized.json"):
+        _invoke("ch07", event, brief=("query_plan",))
     print("\nDone. Every chapter ran; see README.md for what each step teaches.")
     return 0
