@@ -95,6 +95,44 @@ def _cmd_load(args: argparse.Namespace) -> int:
     return 128 + received[0] if received else 0
 
 
+def _cmd_loadtest(args: argparse.Namespace) -> int:
+    import dataclasses
+    import threading
+
+    from bank import loadtest
+    from bank.database import install_engine, make_engine
+    from bank.invoke import apply_environment, resolve
+    from bank.loader import stop_on_signals
+    from bank.settings import get_settings
+
+    if args.function == "ch06":
+        ids: list = loadtest.read_uuids(args.uuids or "uuids.txt", args.accounts)
+    elif args.uuids:
+        raise loadtest.LoadTestError("--uuids is for ch06; ch04 and ch05 use accounts 1..N")
+    else:
+        ids = list(range(1, args.accounts + 1))
+    iters = 1000 if args.iters is None and args.duration is None else args.iters
+    loadtest.validate(ids, args.threads, iters, args.duration)
+    apply_environment(resolve(args.function))
+    # One connection per thread, or the threads queue for the handlers' small pool.
+    settings = dataclasses.replace(get_settings(), pool_size=args.threads, max_overflow=0)
+    install_engine(make_engine(settings))
+
+    stop = threading.Event()  # Ctrl-C: no new request, the ones in flight finish
+    with stop_on_signals(stop) as received:
+        report = loadtest.run(
+            args.function, ids, iters=iters, threads=args.threads, duration_s=args.duration,
+            seed=args.seed, stop=stop,
+            on_progress=lambda p: print(loadtest.render_progress(p), file=sys.stderr, flush=True),
+        )
+    print(json.dumps(report.to_dict()) if args.json else loadtest.render(report))
+    if not report.conserved:
+        print(f"bank: MONEY NOT CONSERVED: {report.balance_before} before, "
+              f"{report.balance_after} after", file=sys.stderr)
+        return 1
+    return 128 + received[0] if received else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bank", description="The DAT401 Aurora DSQL tutorial, in Python."
@@ -134,6 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--out", default="uuids.txt", help="the ids, one a line; default uuids.txt")
     load.add_argument("--balance", default="100", help="balance of each account; default 100")
     load.set_defaults(func=_cmd_load)
+
+    lt = sub.add_parser("loadtest", help="ch04-ch06: random transfers from threads, in-process")
+    lt.add_argument("--function", required=True, choices=["ch04", "ch05", "ch06"])
+    lt.add_argument("--iters", type=int,
+                    help="total invocations, shared by the threads (as in the original); "
+                         "default 1000, or no limit when --duration is given")
+    lt.add_argument("--threads", type=int, default=1, help="default 1")
+    lt.add_argument("--accounts", type=int, default=1000,
+                    help="draw from ids 1..N, or (ch06) the first N ids of --uuids; default 1000")
+    lt.add_argument("--uuids", metavar="FILE", help="ch06: ids of `bank load`; default uuids.txt")
+    lt.add_argument("--duration", type=float, metavar="S",
+                    help="stop after S seconds (also with --iters: whichever comes first)")
+    lt.add_argument("--seed", type=int, help="same seed, same request sequence; default random")
+    lt.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    lt.set_defaults(func=_cmd_loadtest)
     return parser
 
 

@@ -1,21 +1,29 @@
-"""The load-test service on a real database: counts, money, conflicts, stopping, ids files.
+"""``bank loadtest`` on a real database: counts, money, conflicts, Ctrl-C, bad arguments.
 
 Every test draws from accounts of its own (``make_accounts``), never from 1..N, which the
-seed and other tests use.
+seed and other tests use; the CLI tests therefore run ch06 from an ids file.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
 import threading
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from bank import loadtest
+from bank.cli import main
 from bank.loadtest import LoadTestError, read_uuids
 from bank.occ import is_conflict
-from tests.conftest import balances
+from tests.conftest import ROOT, balances
 
 
 def assert_counts_add_up(report):
@@ -141,3 +149,99 @@ def test_bad_ids_files_are_named(tmp_path, content, count, message):
         path.write_text(content)
     with pytest.raises(LoadTestError, match=message):
         read_uuids(path, count)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--function", "ch04", "--accounts", "1"], "at least 2 accounts"),
+    (["--function", "ch05", "--threads", "0"], "threads must be at least 1"),
+    (["--function", "ch05", "--iters", "0"], "iters must be at least 1"),
+    (["--function", "ch05", "--duration", "-1"], "duration must be positive"),
+    (["--function", "ch06", "--uuids", "/nonexistent/uuids.txt"], "cannot read the ids file"),
+    (["--function", "ch04", "--uuids", "uuids.txt"], "--uuids is for ch06"),
+])
+def test_cli_refuses_bad_arguments_before_any_database_work(capsys, args, message):
+    assert main(["loadtest", *args]) == 1
+    err = capsys.readouterr().err
+    assert "LoadTestError" in err and message in err
+
+
+def test_cli_refuses_an_unknown_function(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["loadtest", "--function", "ch07"])
+    assert exit_.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+# The CLI in a subprocess, as a user runs it.
+
+
+def uuids_file(make_uuid_accounts, tmp_path: Path, count: int = 10) -> Path:
+    path = tmp_path / "uuids.txt"
+    path.write_text("\n".join(make_uuid_accounts(count)) + "\n")
+    return path
+
+
+def start_cli(database_url: str, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bank.cli", "loadtest", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url},
+    )
+
+
+def wait_for_progress(proc: subprocess.Popen) -> str:
+    """The first progress line: the workers are running."""
+    ready, _, _ = select.select([proc.stderr], [], [], 60)
+    assert ready, "no progress line within 60 s"
+    line = proc.stderr.readline()
+    assert "requests" in line, line + proc.stderr.read()
+    return line
+
+
+def test_cli_json_is_one_object(database_url, make_uuid_accounts, tmp_path):
+    path = uuids_file(make_uuid_accounts, tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "bank.cli", "loadtest", "--function", "ch06", "--uuids", str(path),
+         "--accounts", "10", "--iters", "100", "--threads", "3", "--seed", "5", "--json"],
+        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["function"] == "Ch06Function" and report["seed"] == 5
+    assert report["requests"] == 100 == report["successes"] + report["errors"]
+    assert report["errors"] == sum(report["errors_by_type"].values())
+    assert report["money_conserved"] is True and report["balance_before"] == "1000.000000"
+    assert set(report["latency_ms"]) == {"p50", "p95", "p99", "max"}
+
+
+def test_cli_ctrl_c_prints_a_partial_report(database_url, make_uuid_accounts, tmp_path):
+    path = uuids_file(make_uuid_accounts, tmp_path)
+    proc = start_cli(database_url, "--function", "ch06", "--uuids", str(path), "--accounts", "10",
+                     "--threads", "4", "--duration", "600")
+    try:
+        wait_for_progress(proc)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert "INTERRUPTED, partial report" in out
+    assert "conserved (1000.000000 before and after)" in out
+    assert "Traceback" not in err
+
+
+def test_cli_exits_non_zero_when_money_is_not_conserved(
+    database_url, engine, make_uuid_accounts, tmp_path
+):
+    path = uuids_file(make_uuid_accounts, tmp_path)
+    proc = start_cli(database_url, "--function", "ch06", "--uuids", str(path), "--accounts", "10",
+                     "--threads", "2", "--duration", "600")
+    try:
+        wait_for_progress(proc)
+        another_writer(engine, "accounts2", path.read_text().split()[0], -1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1, err
+    assert "NOT CONSERVED" in out and "MONEY NOT CONSERVED" in err
