@@ -28,6 +28,16 @@ def _invoke(function: str, event_file: str, brief: tuple[str, ...] = ()) -> None
     print(("" if ok else "(error) ") + json.dumps(response))
 
 
+def _bank(*args: str) -> None:
+    """Run a `bank` command in-process, showing it first; a failure stops the tutorial."""
+    from bank.cli import main
+
+    print(f"$ bank {' '.join(args)}", flush=True)
+    code = main(list(args))
+    if code != 0:
+        raise SystemExit(code)
+
+
 def migrate() -> None:
     from alembic import command
     from alembic.config import Config
@@ -70,6 +80,21 @@ def run(quick: bool = False) -> int:
     _step("ch06: UUID keys")
     _invoke("ch06", "ch06.json")
     _invoke("ch06", "ch06-malformed-uuid.json")
+    _step("ch06 at scale: bulk-load UUID accounts, then load-test the transfers")
+    uuids = project_root() / "uuids.txt"
+    _bank("load", "--accounts", "2000" if quick else "10000", "--threads", "2",
+          "--out", str(uuids))
+    iters = "200" if quick else "1000"
+    print("\nch04 has no retry: on 10 hot accounts, 10 threads conflict, and ch04 reports it.")
+    _bank("loadtest", "--function", "ch04", "--threads", "10", "--accounts", "10",
+          "--iters", iters, "--seed", "1")
+    print("\nch05 retries the whole transaction on SQLSTATE 40001: same load, no conflict errors.")
+    _bank("loadtest", "--function", "ch05", "--threads", "10", "--accounts", "10",
+          "--iters", iters, "--seed", "1")
+    print("\nch06 does the same on UUID keys, over the accounts just loaded.")
+    _bank("loadtest", "--function", "ch06", "--threads", "4", "--accounts", "1000",
+          "--uuids", str(uuids), "--iters", iters, "--seed", "1")
+
     _step("ch07: query optimization (5,000 rows, one index, then the optimizing two)")
     for event in ("ch07-setup.json", "ch07-query.json", "ch07-optimize.json",
                   "ch07-query-optimized.json"):
