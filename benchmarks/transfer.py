@@ -9,19 +9,25 @@ scratch database (created here, dropped at the end), at REPEATABLE READ:
 - bank: ``bank.transfers.transfer_with_retry`` (what the ch05 handler calls, event
   parsing included) from N Python threads.
 
-    .venv/bin/python benchmarks/transfer.py [--seconds 10] [--threads 1 2 4]
+    .venv/bin/python benchmarks/transfer.py [--seconds 4] [--rounds 3] [--threads 1 2 4]
+                                            [--processes]
 
-Prints transfers/s for both and the ratio bank/pgbench. The database is the embedded
+Alternates pgbench and bank runs (--rounds) and prints the median transfers/s of each
+and their ratio. --processes runs bank's clients as single-threaded processes, which is
+how Lambda scales (one request per container); by default they are threads of one
+process and share its GIL. The database is the embedded
 server unless DATABASE_URL names another.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import random
 import re
 import secrets
+import statistics
 import subprocess
 import tempfile
 import threading
@@ -95,8 +101,14 @@ def run_pgbench(url: str, clients: int, seconds: float) -> float:
     return float(match.group(1))
 
 
-def run_service(url: str, threads: int, seconds: float) -> tuple[float, int]:
-    engine = create_engine(url, isolation_level="REPEATABLE READ", pool_size=threads)
+def _transfers(url: str, threads: int, seconds: float, seed: int) -> tuple[float, int]:
+    """``threads`` threads of ch05 transfers for ``seconds``; (transfers/s, retried)."""
+    engine = create_engine(
+        url,
+        isolation_level="REPEATABLE READ",
+        connect_args={"options": "-c default_transaction_isolation=repeatable\\ read"},
+        pool_size=threads,
+    )
     policy = RetryPolicy(max_attempts=100)
     counts = [0] * threads
     retried = [0] * threads
@@ -104,7 +116,7 @@ def run_service(url: str, threads: int, seconds: float) -> tuple[float, int]:
     start_barrier = threading.Barrier(threads + 1)
 
     def worker(n: int) -> None:
-        rng = random.Random(n)
+        rng = random.Random(seed * 1000 + n)
         with engine.connect():  # open this thread's connection before the clock starts
             pass
         start_barrier.wait()
@@ -131,10 +143,25 @@ def run_service(url: str, threads: int, seconds: float) -> tuple[float, int]:
     return sum(counts) / elapsed, sum(retried)
 
 
+def run_service(url: str, clients: int, seconds: float, processes: bool) -> tuple[float, int]:
+    """bank's transfers from ``clients`` threads of one process, or from ``clients``
+    single-threaded processes (how Lambda scales: one request per container)."""
+    if not processes:
+        return _transfers(url, clients, seconds, seed=0)
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(clients) as pool:
+        results = pool.starmap(_transfers, [(url, 1, seconds, n) for n in range(clients)])
+    return sum(r[0] for r in results), sum(r[1] for r in results)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=4, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternate pgbench and bank this many times; medians are compared")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--processes", action="store_true",
+                        help="bank's clients are processes instead of threads of one process")
     args = parser.parse_args()
     settings = Settings.from_env()
     server = database_url(settings)
@@ -142,12 +169,19 @@ def main() -> None:
     try:
         with create_engine(url).connect() as conn:
             version = conn.execute(text("SHOW server_version")).scalar()
-        print(f"server: PostgreSQL {version}; {ACCOUNT_COUNT} accounts; {args.seconds:g}s per run")
-        print(f"{'threads':>7} {'pgbench tps':>12} {'bank tps':>10} {'ratio':>6} {'retried':>8}")
+        kind = "processes" if args.processes else "threads"
+        print(f"server: PostgreSQL {version}; {ACCOUNT_COUNT} accounts; bank clients are {kind}; "
+              f"median of {args.rounds} alternating runs of {args.seconds:g}s")
+        print(f"{'clients':>7} {'pgbench tps':>12} {'bank tps':>10} {'ratio':>6} {'retried':>8}")
         for n in args.threads:
-            baseline = run_pgbench(url, n, args.seconds)
-            ours, retried = run_service(url, n, args.seconds)
-            print(f"{n:>7} {baseline:>12.0f} {ours:>10.0f} {ours / baseline:>5.2f}x {retried:>8}")
+            baseline, ours, retried = [], [], 0
+            for _ in range(args.rounds):
+                baseline.append(run_pgbench(url, n, args.seconds))
+                tps, r = run_service(url, n, args.seconds, args.processes)
+                ours.append(tps)
+                retried += r
+            b, o = statistics.median(baseline), statistics.median(ours)
+            print(f"{n:>7} {b:>12.0f} {o:>10.0f} {o / b:>5.2f}x {retried:>8}")
     finally:
         drop_scratch(server, url)
 
