@@ -18,9 +18,11 @@ from sqlalchemy import text
 from bank import cli
 from bank.errors import BatchTooLarge, ConflictRetriesExhausted, LoadFailed
 from bank.loader import (
+    ConnectionLost,
     Progress,
     ProgressPrinter,
     Retry,
+    WorkerConnection,
     load_accounts,
     with_retries,
 )
@@ -230,6 +232,33 @@ def test_dropped_connections_are_replaced(engine, database_url, tmp_path):
     ids = ids_in_file(out)
     assert len(ids) == len(set(ids)) == 50_000
     assert set(ids) == ids_in_table(engine) - before
+
+
+def test_worker_connection_is_held_recycled_and_replaced(engine):
+    def backend_pid(connection: WorkerConnection) -> int:
+        with connection.use() as conn:
+            pid = conn.cursor().execute("SELECT pg_backend_pid()").fetchone()[0]
+            conn.commit()
+        return pid
+
+    held = WorkerConnection(engine, max_age_s=3600)
+    first = backend_pid(held)
+    assert backend_pid(held) == first  # held from batch to batch
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        with held.use() as conn:
+            conn.cursor().execute("SELECT * FROM no_such_table")
+    second = backend_pid(held)
+    assert second != first  # discarded after an error
+    with engine.connect() as other:
+        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": second})
+    with pytest.raises(ConnectionLost):
+        backend_pid(held)
+    assert backend_pid(held) != second  # dropped: the next use connects again
+    held.close()
+
+    aging = WorkerConnection(engine, max_age_s=0)
+    assert backend_pid(aging) != backend_pid(aging)  # recycled by age
+    aging.close()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
