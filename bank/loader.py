@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import signal
 import tempfile
 import threading
@@ -48,6 +47,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bank.database import make_engine
 from bank.errors import BatchTooLarge, ConflictRetriesExhausted, InvalidRequest, LoadFailed
+from bank.occ import RetryPolicy, sqlstate
 from bank.settings import Settings
 
 MAX_BATCH = 3000  # Aurora DSQL: rows modified per transaction
@@ -94,22 +94,6 @@ class LoadResult:
         return f"{what} in {self.seconds:.2f} s ({self.rate:.0f} rows/s); ids in {self.out}"
 
 
-@dataclass(frozen=True)
-class Retry:
-    """Capped exponential backoff with full jitter, from the project's OCC settings."""
-
-    max_attempts: int = 10
-    base_delay_s: float = 0.005
-    max_delay_s: float = 0.5
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Retry:
-        return cls(settings.occ_max_attempts, settings.occ_base_delay_s, settings.occ_max_delay_s)
-
-    def delay(self, attempt: int) -> float:
-        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
-
-
 class ConnectionLost(Exception):
     """The attempt did not commit because its connection failed; another attempt may."""
 
@@ -120,12 +104,7 @@ class _CommitUnknown(Exception):
         self.ids = ids
 
 
-def sqlstate(exc: BaseException) -> str | None:
-    """SQLSTATE of a psycopg error, raw or wrapped by SQLAlchemy."""
-    return getattr(getattr(exc, "orig", exc), "sqlstate", None)
-
-
-def with_retries(fn: Callable[[], T], retry: Retry, stop: threading.Event) -> T | None:
+def with_retries(fn: Callable[[], T], retry: RetryPolicy, stop: threading.Event) -> T | None:
     """``fn()``, run again after a conflict (40001) or a lost connection, with backoff.
 
     Returns None if ``stop`` is set while waiting to retry: the failed attempt did not commit.
@@ -227,7 +206,7 @@ def _exists(connection: WorkerConnection, account_id: str) -> bool:
     return bool(found)
 
 
-def _batch(connection: WorkerConnection, n: int, balance: Decimal, retry: Retry, stop):
+def _batch(connection: WorkerConnection, n: int, balance: Decimal, retry: RetryPolicy, stop):
     """Insert one batch, retried; its ids, or None if stopped before it committed."""
 
     def attempt() -> str:
@@ -362,7 +341,7 @@ def load_accounts(
 
     try:
         with os.fdopen(fd, "w", encoding="ascii") as sink:
-            retry = Retry.from_settings(settings)
+            retry = RetryPolicy.from_settings(settings)
             recycle_s = settings.pool_recycle_s
             run = _Load(engine, recycle_s, accounts, batch, amount, retry, stop, sink)
             run.run(workers, report, progress_every)

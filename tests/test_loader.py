@@ -21,11 +21,11 @@ from bank.loader import (
     ConnectionLost,
     Progress,
     ProgressPrinter,
-    Retry,
     WorkerConnection,
     load_accounts,
     with_retries,
 )
+from bank.occ import RetryPolicy
 from bank.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,7 +159,7 @@ def test_conflicts_beyond_the_cap_fail_the_load(engine, database_url, tmp_path, 
 
 def test_retry_policy():
     conflict = psycopg.errors.SerializationFailure("injected")
-    retry = Retry(max_attempts=4, base_delay_s=0, max_delay_s=0)
+    retry = RetryPolicy(max_attempts=4, base_delay_s=0, max_delay_s=0)
     calls = []
 
     def flaky():
