@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from bank.errors import BankError
 
@@ -51,7 +52,7 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
 def _cmd_tutorial(args: argparse.Namespace) -> int:
     from bank.tutorial import run
 
-    return run(quick=args.quick)
+    return run(quick=args.quick, uuids=Path(args.uuids) if args.uuids else None)
 
 
 def _cmd_query_lab(args: argparse.Namespace) -> int:
@@ -155,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tut = sub.add_parser("tutorial", help="run every chapter on the configured database")
     tut.add_argument("--quick", action="store_true", help="smaller data sets")
+    tut.add_argument("--uuids", metavar="FILE",
+                     help="where ch06's loaded account ids go (default: uuids.txt in the repo)")
     tut.set_defaults(func=_cmd_tutorial)
 
     lab = sub.add_parser("query-lab", help="ch07: setup, query, optimize, query again; compare")

@@ -15,7 +15,6 @@ import threading
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session, sessionmaker
 
 from bank.settings import Settings, Target, get_settings
 
@@ -97,6 +96,3 @@ def install_engine(engine: Engine | None) -> None:
     if old is not None and old is not engine:
         old.dispose()
 
-
-def get_sessionmaker() -> sessionmaker[Session]:
-    return sessionmaker(get_engine(), expire_on_commit=False)

@@ -32,26 +32,31 @@ class UnknownFunction(BankError):
 
 
 class _CfnLoader(yaml.SafeLoader):
-    """YAML loader that keeps CloudFormation short tags (!Sub, !Ref, ...) as markers."""
+    """SafeLoader that reads CloudFormation short tags (!Sub, !Ref, ...) as their long form."""
 
 
-@dataclass(frozen=True)
-class Intrinsic:
-    tag: str
-    value: Any
-
-
-def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Intrinsic:
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
     if isinstance(node, yaml.ScalarNode):
         value: Any = loader.construct_scalar(node)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:
         value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    return Intrinsic(suffix, value)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
 
 
 _CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+def is_intrinsic(value: Any) -> bool:
+    """A CloudFormation function (``{"Ref": ...}``, ``{"Fn::Sub": ...}``): AWS-only values."""
+    return isinstance(value, dict) and len(value) == 1 and (
+        "Ref" in value or next(iter(value)).startswith("Fn::")
+    )
 
 
 def load_template(path: Path | None = None) -> dict:
@@ -119,7 +124,7 @@ def apply_environment(fn: Function, environ: dict | os._Environ = os.environ) ->
     """Set the template's literal variables not already set; return the names set."""
     applied = []
     for key, value in fn.environment.items():
-        if isinstance(value, Intrinsic) or key in environ:
+        if is_intrinsic(value) or key in environ:
             continue
         if value in ("", None):
             continue

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
@@ -49,6 +49,7 @@ from bank.database import make_engine
 from bank.errors import BatchTooLarge, ConflictRetriesExhausted, InvalidRequest, LoadFailed
 from bank.occ import RetryPolicy, sqlstate
 from bank.settings import Settings
+from bank.validation import parse_amount
 
 MAX_BATCH = 3000  # Aurora DSQL: rows modified per transaction
 INSERT = (
@@ -193,8 +194,8 @@ def _insert(connection: WorkerConnection, n: int, balance: Decimal) -> str:
         try:
             conn.commit()
         except Exception as exc:
-            if sqlstate(exc) == "40001":
-                raise
+            if not _is_lost(exc, conn):
+                raise  # the server answered (a conflict, a limit): definitely not committed
             raise _CommitUnknown(ids) from exc
         return ids
 
@@ -294,13 +295,8 @@ def _validate(accounts: int, batch: int, threads: int, balance) -> Decimal:
     for name, value in (("accounts", accounts), ("batch", batch), ("threads", threads)):
         if value < 1:
             raise InvalidRequest(f"{name} must be at least 1, got {value}")
-    try:
-        amount = Decimal(str(balance))
-    except InvalidOperation:
-        raise InvalidRequest(f"balance must be a number, got {balance!r}") from None
-    if not amount.is_finite() or amount < 0:
-        raise InvalidRequest(f"balance must be a non-negative number, got {balance!r}")
-    return amount
+    # numeric(18,6), checked as a transfer's amount is; zero allowed.
+    return parse_amount({"balance": str(balance)}, "balance", allow_zero=True)
 
 
 def load_accounts(
@@ -332,6 +328,9 @@ def load_accounts(
     except OSError as exc:
         raise LoadFailed(f"cannot write the ids next to {out}: {exc}") from exc
     tmp = Path(tmp_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would survive os.replace
     engine = make_engine(settings, pool_size=workers, max_overflow=0)
     run: _Load | None = None
 

@@ -46,7 +46,9 @@ class Account(Base):
     __tablename__ = "accounts"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    balance: Mapped[Decimal | None] = mapped_column(MONEY)
+    # NOT NULL, unlike the tutorial's table: a NULL balance would swallow the money
+    # credited to it (NULL + amount is NULL).
+    balance: Mapped[Decimal] = mapped_column(MONEY, nullable=False)
 
 
 class Account2(Base):

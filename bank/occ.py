@@ -24,8 +24,12 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 
 def sqlstate(exc: BaseException) -> str | None:
-    """The SQLSTATE of a psycopg error, bare or wrapped by SQLAlchemy."""
-    for candidate in (exc, getattr(exc, "orig", None), exc.__cause__):
+    """The SQLSTATE of a psycopg error, bare or wrapped by SQLAlchemy (``.orig``).
+
+    Not followed: ``__cause__``. ``ConflictRetriesExhausted`` is raised from a 40001
+    but is itself final; an outer loop must not retry it.
+    """
+    for candidate in (exc, getattr(exc, "orig", None)):
         state = getattr(candidate, "sqlstate", None)
         if state:
             return str(state)

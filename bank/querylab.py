@@ -218,11 +218,15 @@ def setup(engine: Engine, rows: int = DEFAULT_ROWS) -> dict:
 
 def optimize(engine: Engine) -> dict:
     start = time.perf_counter()
-    try:
+    def build() -> list[str]:
         with ddl_connection(engine) as ddl:
             build_optimizing_indexes(ddl)
-            indexes = list_indexes(ddl)
-    except (SQLAlchemyError, IndexBuildFailed) as exc:
+            return list_indexes(ddl)
+
+    try:
+        # IF NOT EXISTS makes a retry safe; DSQL may answer OC001 right after setup's DDL.
+        indexes, _ = run_with_retry(build, RetryPolicy.from_settings(get_settings()))
+    except (SQLAlchemyError, IndexBuildFailed, BankError) as exc:
         raise OptimizationFailed(f"Optimization failed: {exc}") from exc
     names = " and ".join(index.name for index in OPTIMIZING_INDEXES)
     return {
@@ -235,14 +239,21 @@ def optimize(engine: Engine) -> dict:
 
 def run_query(engine: Engine, filters: Filters, operation: str = "query") -> dict:
     params = asdict(filters)
-    try:
+
+    def measure() -> tuple[list, float, str]:
         with engine.connect() as conn:
             start = time.perf_counter()
             rows = conn.execute(text(LAB_QUERY), params).fetchall()
-            execution_time_ms = _elapsed_ms(start)
+            elapsed = _elapsed_ms(start)
             plan_lines = conn.execute(text("EXPLAIN (ANALYZE) " + LAB_QUERY), params).scalars()
-            query_plan = "\n".join(plan_lines)
-    except SQLAlchemyError as exc:
+            return rows, elapsed, "\n".join(plan_lines)
+
+    try:
+        # Right after optimize's DDL, a pooled DSQL connection may see OC001 (40001) once.
+        (rows, execution_time_ms, query_plan), _ = run_with_retry(
+            measure, RetryPolicy.from_settings(get_settings())
+        )
+    except (SQLAlchemyError, BankError) as exc:
         raise QueryFailed(f"Query failed: {exc}") from exc
     plan = parse_plan(query_plan)
     access = f"{plan.scan_type} using {plan.index_used}" if plan.index_used else plan.scan_type

@@ -86,9 +86,16 @@ def _sql(table: Table, dialect) -> tuple[str, str]:
     )
 
 
-def get_balance(engine: Engine, account_id: int, table: Table = ACCOUNTS) -> Decimal:
-    with engine.connect() as conn:
-        balance = conn.execute(select(table.c.balance).where(table.c.id == account_id)).first()
+def get_balance(
+    engine: Engine, account_id: int, policy: RetryPolicy | None = None, table: Table = ACCOUNTS
+) -> Decimal:
+    """ch03's read. Retried on 40001: after DDL, a pooled DSQL connection may see OC001."""
+
+    def read():
+        with engine.connect() as conn:
+            return conn.execute(select(table.c.balance).where(table.c.id == account_id)).first()
+
+    balance, _ = run_with_retry(read, policy or RetryPolicy())
     if balance is None:
         raise AccountNotFound(f"Account {account_id} not found")
     return balance[0]

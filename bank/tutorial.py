@@ -7,6 +7,7 @@ CLUSTER_ENDPOINT set, the same steps run there.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from bank.settings import Target, get_settings, project_root
 
@@ -48,7 +49,7 @@ def migrate() -> None:
     command.upgrade(cfg, "head")
 
 
-def run(quick: bool = False) -> int:
+def run(quick: bool = False, uuids: Path | None = None) -> int:
     settings = get_settings()
     _step("database")
     if settings.target is Target.EMBEDDED:
@@ -81,7 +82,7 @@ def run(quick: bool = False) -> int:
     _invoke("ch06", "ch06.json")
     _invoke("ch06", "ch06-malformed-uuid.json")
     _step("ch06 at scale: bulk-load UUID accounts, then load-test the transfers")
-    uuids = project_root() / "uuids.txt"
+    uuids = uuids or project_root() / "uuids.txt"
     _bank("load", "--accounts", "2000" if quick else "10000", "--threads", "2",
           "--out", str(uuids))
     iters = "200" if quick else "1000"

@@ -63,7 +63,7 @@ def parse_uuid_id(event: dict, name: str) -> uuid.UUID:
         raise InvalidRequest(f"'{name}' is not a valid UUID: {value[:64]!r}") from None
 
 
-def parse_amount(event: dict, name: str = "amount") -> Decimal:
+def parse_amount(event: dict, name: str = "amount", allow_zero: bool = False) -> Decimal:
     value = field(event, name)
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise InvalidRequest(
@@ -80,14 +80,15 @@ def parse_amount(event: dict, name: str = "amount") -> Decimal:
         raise InvalidRequest(f"'{name}' is not a decimal number: {text!r}") from None
     if not amount.is_finite():
         raise InvalidRequest(f"'{name}' must be a finite number, got {text!r}")
-    if amount <= 0:
-        raise InvalidRequest(f"'{name}' must be positive, got {text}")
+    if amount < 0 or (amount == 0 and not allow_zero):
+        rule = "must not be negative" if allow_zero else "must be positive"
+        raise InvalidRequest(f"'{name}' {rule}, got {text}")
+    if amount >= MONEY_LIMIT:  # first: quantize() below needs a bounded number of digits
+        raise InvalidRequest(f"'{name}' must be less than {MONEY_LIMIT:,}, got {text}")
     exponent = amount.as_tuple().exponent
     assert isinstance(exponent, int)
     if exponent < -MONEY_SCALE and amount != amount.quantize(Decimal(1).scaleb(-MONEY_SCALE)):
         raise InvalidRequest(f"'{name}' has more than {MONEY_SCALE} decimal places: {text}")
-    if amount >= MONEY_LIMIT:
-        raise InvalidRequest(f"'{name}' must be less than {MONEY_LIMIT:,}, got {text}")
     return amount.quantize(Decimal(1).scaleb(-MONEY_SCALE))
 
 

@@ -61,6 +61,9 @@ def database_url(server_url: str) -> Iterator[str]:
     saved = os.environ.get("DATABASE_URL")
     os.environ["DATABASE_URL"] = url
     os.environ.setdefault("BANK_POOL_SIZE", "12")  # the concurrency tests run 8-10 threads
+    # Conflicts must happen in the concurrency tests, but never run a transfer out of
+    # attempts on a slow or busy machine.
+    os.environ.setdefault("BANK_OCC_MAX_ATTEMPTS", "50")
     settings.get_settings.cache_clear()
     database.install_engine(None)
     try:

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from bank.cli import main
-from bank.invoke import Intrinsic, UnknownFunction, apply_environment, load_template, resolve
+from bank.invoke import UnknownFunction, apply_environment, is_intrinsic, load_template, resolve
 from tests.test_handlers import EVENTS, EXPECTED
 
 
@@ -37,7 +37,7 @@ def test_unknown_function():
 
 def test_environment_from_the_template_skips_intrinsics():
     fn = resolve("ch05")
-    assert isinstance(fn.environment["CLUSTER_ENDPOINT"], Intrinsic)
+    assert is_intrinsic(fn.environment["CLUSTER_ENDPOINT"])
     env = {}
     apply_environment(fn, env)
     assert "CLUSTER_ENDPOINT" not in env and "DATABASE_URL" not in env

@@ -127,3 +127,10 @@ def test_policy_validation():
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError):
         RetryPolicy(base_delay_s=1, max_delay_s=0.5)
+
+
+def test_exhausted_retries_are_final_for_an_outer_loop():
+    txn, _ = failing(100)
+    with pytest.raises(ConflictRetriesExhausted) as info:
+        run_with_retry(txn, RetryPolicy(max_attempts=2), sleep=lambda s: None)
+    assert not is_conflict(info.value)

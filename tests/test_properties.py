@@ -6,8 +6,9 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bank.errors import BankError
+from bank.errors import BankError, InvalidRequest
 from bank.handlers import ch05, ch06
+from bank.validation import parse_amount
 from tests.conftest import balances
 from tests.test_handlers import fingerprint
 
@@ -28,15 +29,42 @@ SETTINGS = settings(max_examples=40, deadline=None,
 @given(requests=st.lists(request, min_size=1, max_size=12))
 def test_any_sequence_conserves_money_and_never_overdraws(make_accounts, requests):
     ids = make_accounts(ACCOUNTS, balance=50) + [2_100_000_000]  # the last one does not exist
+    model = {i: Decimal(50) for i in ids[:ACCOUNTS]}  # what the balances must be
     for r in requests:
-        event = {"payer_id": ids[r["payer"]], "payee_id": ids[r["payee"]], "amount": r["amount"]}
+        payer, payee = ids[r["payer"]], ids[r["payee"]]
+        event = {"payer_id": payer, "payee_id": payee, "amount": r["amount"]}
+        expected = _expected_outcome(model, payer, payee, r["amount"])
         try:
             ch05.handler(event)
-        except BankError:
-            pass
+            outcome = None
+        except BankError as exc:
+            outcome = type(exc).__name__
+        assert outcome == expected, (event, model)
+        if outcome is None:
+            amount = parse_amount({"amount": r["amount"]})
+            model[payer] -= amount
+            model[payee] += amount
         now = balances(_engine(), ids)
+        assert now == model
         assert sum(now.values()) == Decimal(50 * ACCOUNTS)
         assert all(b >= 0 for b in now.values())
+
+
+def _expected_outcome(model, payer, payee, raw_amount):
+    """The original's checks, in its order, against the model."""
+    try:
+        amount = parse_amount({"amount": raw_amount})
+    except InvalidRequest:
+        return "InvalidRequest"
+    if payer == payee:
+        return "InvalidRequest"
+    if payer not in model:
+        return "AccountNotFound"
+    if model[payer] < amount:
+        return "InsufficientFunds"
+    if payee not in model:
+        return "AccountNotFound"
+    return None
 
 
 malformed = st.one_of(

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from bank.invoke import load_template as _load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
@@ -33,33 +34,8 @@ DB_FUNCTIONS = [name for name in FUNCTIONS if name != "Ch01Function"]
 ENDPOINT_SUB = "${DsqlCluster.Identifier}.dsql.${AWS::Region}.on.aws"
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """SafeLoader that reads CloudFormation short tags as their long form."""
-
-
-def _cfn_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    elif isinstance(node, yaml.MappingNode):
-        value = loader.construct_mapping(node, deep=True)
-    else:
-        raise yaml.constructor.ConstructorError(None, None, f"bad !{suffix}", node.start_mark)
-    if suffix == "Ref":
-        return {"Ref": value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-_CfnLoader.add_multi_constructor("!", _cfn_tag)
-
-
 def load_template() -> dict[str, Any]:
-    with TEMPLATE.open() as fh:
-        return yaml.load(fh, Loader=_CfnLoader)
+    return _load_template(TEMPLATE)
 
 
 @pytest.fixture(scope="module")

@@ -7,10 +7,12 @@ import sys
 from tests.conftest import ROOT
 
 
-def test_bank_tutorial_runs_every_chapter(database_url):
+def test_bank_tutorial_runs_every_chapter(database_url, tmp_path):
     env = {**os.environ, "DATABASE_URL": database_url}
+    uuids = tmp_path / "uuids.txt"  # never the user's uuids.txt: this database is dropped
     out = subprocess.run(
-        [sys.executable, "-m", "bank.cli", "tutorial", "--quick"], cwd=ROOT, env=env,
+        [sys.executable, "-m", "bank.cli", "tutorial", "--quick", "--uuids", str(uuids)],
+        cwd=ROOT, env=env,
         capture_output=True, text=True, timeout=300,
     )
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
@@ -23,3 +25,4 @@ def test_bank_tutorial_runs_every_chapter(database_url):
     assert text.count("money                 conserved") == 3
     assert '"index_used": "idx_accounts7_metadata' in text
     assert "Traceback" not in out.stderr
+    assert len(uuids.read_text().split()) == 2000

@@ -139,3 +139,8 @@ def test_anything_else_is_refused_with_invalid_request(value):
         return
     # The text strategy can produce valid spellings ("1e3", "+5", "٣"): they must be sane.
     assert Decimal(0) < amount < Decimal(10) ** 12
+
+
+def test_huge_amount_with_many_decimals_is_invalid_request_not_decimal_error():
+    with pytest.raises(InvalidRequest, match="less than"):
+        parse_amount({"amount": "123456789012345678901234.1234567"})

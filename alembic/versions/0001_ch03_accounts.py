@@ -1,4 +1,4 @@
-"""ch03: accounts(id int primary key, balance numeric(18,6))
+"""ch03: accounts(id int primary key, balance numeric(18,6) not null)
 
 Revision ID: 0001_ch03_accounts
 Revises:
@@ -18,7 +18,7 @@ def upgrade() -> None:
     op.create_table(
         "accounts",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("balance", sa.Numeric(18, 6), nullable=True),
+        sa.Column("balance", sa.Numeric(18, 6), nullable=False),
         sa.PrimaryKeyConstraint("id", name="accounts_pkey"),
     )
 

@@ -5,10 +5,13 @@ is built once per container and reused, as ch04 teaches.
 """
 
 from bank.database import get_engine
+from bank.occ import RetryPolicy
+from bank.settings import get_settings
 from bank.transfers import get_balance
 from bank.validation import parse_int_id, require_object
 
 
 def handler(event, context=None):
     account_id = parse_int_id(require_object(event), "id")
-    return {"balance": str(get_balance(get_engine(), account_id))}
+    policy = RetryPolicy.from_settings(get_settings())
+    return {"balance": str(get_balance(get_engine(), account_id, policy))}
