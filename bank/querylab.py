@@ -18,18 +18,19 @@ Aurora DSQL rules kept here (local PostgreSQL would accept breaking them):
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import CHAR, Connection, Engine, text
+from sqlalchemy import CHAR, Connection, Engine, String, Table, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateTable, DropTable
 
@@ -39,7 +40,7 @@ from bank.models import IDX_TYPE, OPTIMIZING_INDEXES, Account7
 from bank.occ import RetryPolicy, run_with_retry
 from bank.settings import get_settings
 
-TABLE = Account7.__table__
+TABLE: Table = Account7.__table__  # type: ignore[assignment]
 DEFAULT_ROWS = 5000
 MAX_ROWS = 1_000_000  # 334 transactions of 3,000 rows: minutes on DSQL, within Lambda's 5
 BATCH_ROWS = 3000  # DSQL: at most 3,000 rows modified per transaction
@@ -89,6 +90,7 @@ def parse_filters(event: dict) -> Filters:
         if not isinstance(value, str):
             raise InvalidRequest(f"'{name}' must be a string, got {type(value).__name__}")
         column_type = TABLE.c[name].type
+        assert isinstance(column_type, String) and column_type.length is not None
         length = column_type.length
         if isinstance(column_type, CHAR) and len(value) != length:
             raise InvalidRequest(f"'{name}' must be exactly {length} characters, got {value!r}")
@@ -179,7 +181,7 @@ def batches(rows: int, size: int = BATCH_ROWS) -> Iterator[tuple[int, int]]:
 
 
 def list_indexes(conn: Connection) -> list[str]:
-    pkey = TABLE.primary_key.name
+    pkey = str(TABLE.primary_key.name)
     return list(conn.execute(LIST_INDEXES, {"table": TABLE.name, "pkey": pkey}).scalars())
 
 
@@ -201,7 +203,7 @@ def setup(engine: Engine, rows: int = DEFAULT_ROWS) -> dict:
         for first, last in batches(rows):
             # A retry is safe: a failed batch rolled back whole. On DSQL the first use of
             # a pooled connection after DDL may see a schema conflict (OC001, 40001).
-            run_with_retry(lambda f=first, la=last: load(f, la), policy)
+            run_with_retry(functools.partial(load, first, last), policy)
         with ddl_connection(engine) as ddl:
             ddl.execute(ANALYZE)
             indexes = list_indexes(ddl)
@@ -228,7 +230,7 @@ def optimize(engine: Engine) -> dict:
         indexes, _ = run_with_retry(build, RetryPolicy.from_settings(get_settings()))
     except (SQLAlchemyError, IndexBuildFailed, BankError) as exc:
         raise OptimizationFailed(f"Optimization failed: {exc}") from exc
-    names = " and ".join(index.name for index in OPTIMIZING_INDEXES)
+    names = " and ".join(str(index.name) for index in OPTIMIZING_INDEXES)
     return {
         "operation": "optimize",
         "message": f"Created {names}; statistics refreshed",
@@ -240,7 +242,7 @@ def optimize(engine: Engine) -> dict:
 def run_query(engine: Engine, filters: Filters, operation: str = "query") -> dict:
     params = asdict(filters)
 
-    def measure() -> tuple[list, float, str]:
+    def measure() -> tuple[Sequence[Any], float, str]:
         with engine.connect() as conn:
             start = time.perf_counter()
             rows = conn.execute(text(LAB_QUERY), params).fetchall()

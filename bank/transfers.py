@@ -31,6 +31,7 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import (
+    BindParameter,
     Engine,
     Table,
     bindparam,
@@ -59,7 +60,9 @@ class TransferResult:
 
 def _transfer_statement(table: Table):
     c = table.c
-    payer, payee, amount = bindparam("payer"), bindparam("payee"), bindparam("amount")
+    payer: BindParameter[Any] = bindparam("payer")
+    payee: BindParameter[Any] = bindparam("payee")
+    amount: BindParameter[Any] = bindparam("amount")
     both_exist = (
         select(func.count()).select_from(table).where(c.id.in_([payer, payee])).scalar_subquery()
     )
