@@ -37,7 +37,20 @@ def wait_for_job(connection: Connection, job_id: str) -> None:
 def create_index(connection: Connection, index: Index, if_not_exists: bool = False) -> None:
     """Create ``index``; on DSQL wait for its asynchronous build job to finish."""
     result = connection.execute(CreateIndex(index, if_not_exists=if_not_exists))
-    if is_dsql(connection) and result.returns_rows:
-        job_id = result.scalar()
-        if job_id is not None:  # None: IF NOT EXISTS found the index already there
-            wait_for_job(connection, str(job_id))
+    if not is_dsql(connection):
+        return
+    job_id = result.scalar() if result.returns_rows else None
+    if job_id is not None:
+        wait_for_job(connection, str(job_id))
+        return
+    # IF NOT EXISTS found the index: an earlier build may still run (a Lambda that timed
+    # out while waiting) or have failed. DSQL marks an index valid once its build is done.
+    valid = connection.execute(
+        text("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass(:name)"),
+        {"name": index.name},
+    ).scalar()
+    if valid is False:
+        raise IndexBuildFailed(
+            f"index {index.name} exists but is not valid yet: an earlier build is running or "
+            "failed (see sys.jobs); wait, or DROP INDEX and run again"
+        )
