@@ -99,3 +99,14 @@ def test_cli_end_to_end_in_a_subprocess(seeded, database_url):
         env=env,
     )
     assert missing.returncode == 1 and "cannot read event file" in missing.stderr
+
+
+def test_ch07_events_through_bank_invoke_in_order(engine, capsys):
+    operations = ("setup", "query", "optimize", "query-optimized")
+    responses = []
+    for name in operations:
+        assert main(["invoke", "ch07", "--event", str(EVENTS / f"ch07-{name}.json")]) == 0
+        responses.append(json.loads(capsys.readouterr().out))
+    assert [r["operation"] for r in responses] == ["setup", "query", "optimize", "query_optimized"]
+    assert responses[1]["rows_returned"] == responses[3]["rows_returned"] > 0
+    assert responses[3]["index_used"].startswith("idx_accounts7_metadata")
