@@ -60,6 +60,10 @@ EXISTS = "SELECT EXISTS (SELECT 1 FROM accounts2 WHERE id = %s::uuid)"
 T = TypeVar("T")
 
 
+def per_second(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else 0.0
+
+
 @dataclass(frozen=True)
 class Progress:
     rows: int
@@ -68,7 +72,7 @@ class Progress:
 
     @property
     def rate(self) -> float:
-        return self.rows / self.seconds if self.seconds > 0 else 0.0
+        return per_second(self.rows, self.seconds)
 
     @property
     def eta_s(self) -> float | None:
@@ -85,7 +89,7 @@ class LoadResult:
 
     @property
     def rate(self) -> float:
-        return self.rows / self.seconds if self.seconds > 0 else 0.0
+        return per_second(self.rows, self.seconds)
 
     def summary(self) -> str:
         if self.interrupted:
