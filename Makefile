@@ -3,11 +3,14 @@
 # AWS SAM (template.yaml): every function has `CodeUri: .` and
 # `Metadata: BuildMethod: makefile`, so `sam build` runs
 # `make build-<LogicalId>` here with ARTIFACTS_DIR set. The artifact holds the
-# bank/ package only; third-party libraries come from DependenciesLayer
-# (layer/Makefile). samconfig.toml sets build_in_source so that SAM does not
+# bank/ package only, without its developer tooling; third-party libraries come
+# from DependenciesLayer (layer/Makefile). samconfig.toml sets build_in_source so that SAM does not
 # copy the whole repository (.venv included) to a scratch folder first.
 
 SAM_FUNCTIONS := Ch01Function Ch03Function Ch04Function Ch05Function Ch06Function Ch07Function
+# Developer tooling, never shipped to Lambda: the CLI, the local invoke and tutorial, the
+# embedded PostgreSQL and strict mode.
+NOT_IN_LAMBDA := bank/cli bank/adapters/embedded.py bank/adapters/strict
 
 .PHONY: sam-check $(addprefix build-,$(SAM_FUNCTIONS))
 
@@ -20,4 +23,5 @@ $(addprefix build-,$(SAM_FUNCTIONS)):
 	test -n "$(ARTIFACTS_DIR)"
 	test -d bank/handlers
 	rm -rf "$(ARTIFACTS_DIR)/bank"
-	tar -cf - --exclude=__pycache__ --exclude='*.pyc' bank | tar -xf - -C "$(ARTIFACTS_DIR)"
+	tar -cf - --exclude=__pycache__ --exclude='*.pyc' $(addprefix --exclude=,$(NOT_IN_LAMBDA)) bank \
+		| tar -xf - -C "$(ARTIFACTS_DIR)"

@@ -7,7 +7,7 @@ returned to the client:
 
     INSERT INTO accounts2 (balance) SELECT 100 FROM generate_series(1, 1000) RETURNING id
 
-Then ``bank.loader.load_accounts`` (what ``bank load`` runs) with batches of 1000 and T
+Then ``bank.services.loader.load_accounts`` (what ``bank load`` runs) with batches of 1000 and T
 threads, ids written to a file. Both are timed by the wall clock, connections included.
 Every measurement starts from an empty accounts2 in a scratch database created on the
 server and dropped at the end; baseline and bank load alternate (ABBA), and the median
@@ -33,11 +33,11 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bank.database import database_url
-from bank.embedded import pg_bin
-from bank.loader import load_accounts
-from bank.models import Account2
-from bank.settings import Settings
+from bank.adapters.database import database_url
+from bank.adapters.embedded import pg_bin
+from bank.adapters.orm import Account2
+from bank.adapters.settings import Settings
+from bank.services.loader import load_accounts
 
 BATCH = 1000
 SCRIPT = "INSERT INTO accounts2 (balance) SELECT 100 FROM generate_series(1, 1000) RETURNING id;\n"

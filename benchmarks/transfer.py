@@ -1,22 +1,25 @@
-"""Transfers/s: pgbench running the original two-UPDATE transfer vs bank's ch05 service path.
+"""Transfers/s: pgbench running the original's transfer vs bank's ch05 path, over a link.
 
-Both run on the same server in the same run, against the same 1,000 accounts in a
-scratch database (created here, dropped at the end), at REPEATABLE READ:
+Both run on the same server in the same run, against the same 1,000 accounts in a scratch
+schema migrated by Alembic, at REPEATABLE READ, through the same link:
 
-- baseline: pgbench (shipped with the embedded PostgreSQL), prepared statements,
-  the original's transaction (``BEGIN; UPDATE payer ... RETURNING balance; UPDATE
-  payee; END``) with ``--max-tries`` retrying serialization failures;
-- bank: ``bank.transfers.transfer_with_retry`` (what the ch05 handler calls, event
-  parsing included) from N Python threads.
+- baseline: pgbench (shipped with the embedded PostgreSQL), prepared statements, the
+  original's transaction ``BEGIN; UPDATE payer ... RETURNING balance; UPDATE payee; END``
+  with ``--max-tries`` retrying serialization failures: 4 round trips;
+- bank: the ch05 handler (event parsing, the unit of work, the one-statement move, the
+  ledger entry, the retry loop) from N threads of this process or N processes.
 
-    .venv/bin/python benchmarks/transfer.py [--seconds 4] [--rounds 3] [--threads 1 2 4]
-                                            [--processes]
+``--rtt-ms`` puts a delay proxy (``netproxy.py``, a process of its own) between client and
+server, both ways: 1 ms is about a round trip to Aurora DSQL within a Region. 0 is the
+loopback, where client CPU is all that counts.
 
-Alternates pgbench and bank runs (--rounds) and prints the median transfers/s of each
-and their ratio. --processes runs bank's clients as single-threaded processes, which is
-how Lambda scales (one request per container); by default they are threads of one
-process and share its GIL. The database is the embedded
-server unless DATABASE_URL names another.
+    .venv/bin/python benchmarks/transfer.py [--rtt-ms 0 1] [--clients 1 8] [--seconds 4]
+                                            [--rounds 3] [--processes]
+
+Prints, per link and client count, the median transfers/s of alternating runs and their
+ratio; then the round trips of one transfer (counted by a proxy, connection set-up
+excluded) and bank's client CPU per transfer. The server is the embedded one unless
+DATABASE_URL names another.
 """
 
 from __future__ import annotations
@@ -25,23 +28,17 @@ import argparse
 import multiprocessing
 import os
 import random
-import re
-import secrets
 import statistics
-import subprocess
-import tempfile
 import threading
 import time
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bank.database import database_url
-from bank.embedded import pg_bin
-from bank.occ import RetryPolicy
-from bank.settings import Settings
-from bank.transfers import ACCOUNTS, transfer_with_retry
-from bank.validation import parse_transfer
+from bank.adapters.database import database_url, sqlalchemy_url
+from bank.adapters.settings import Settings
+from benchmarks.common import Link, pgbench, scratch_schema, tps, with_schema
+from benchmarks.netproxy import Proxy
 
 ACCOUNT_COUNT = 1000
 PGBENCH_SCRIPT = f"""\
@@ -55,135 +52,142 @@ END;
 """
 
 
-def make_scratch(server: str) -> str:
-    name = f"bank_bench_{secrets.token_hex(4)}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    engine = create_engine(url)
+def seed(server: str, schema: str) -> None:
+    engine = create_engine(with_schema(sqlalchemy_url(server), schema))
     with engine.begin() as conn:
-        conn.execute(text("CREATE TABLE accounts (id int PRIMARY KEY, balance numeric(18,6))"))
         conn.execute(text(
             f"INSERT INTO accounts SELECT g, 1000000 FROM generate_series(1, {ACCOUNT_COUNT}) g"
         ))
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.execute(text("ANALYZE accounts"))
     engine.dispose()
-    return url
 
 
-def drop_scratch(server: str, url: str) -> None:
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
+def run_pgbench(url: str, schema: str, clients: int, seconds: float) -> float:
+    return tps(pgbench(url, schema, PGBENCH_SCRIPT, "-M", "prepared", "-c", str(clients),
+                       "-j", str(clients), "-T", str(int(seconds)), "--max-tries", "100"))
 
 
-def run_pgbench(url: str, clients: int, seconds: float) -> float:
-    u = make_url(url)
-    env = {**os.environ, "PGOPTIONS": "-c default_transaction_isolation=repeatable\\ read"}
-    if u.password:
-        env["PGPASSWORD"] = u.password
-    with tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
-        script.write(PGBENCH_SCRIPT)
-        script.flush()
-        os.chmod(script.name, 0o644)
-        out = subprocess.run(
-            [pg_bin("pgbench"), "-n", "-M", "prepared", "-f", script.name,
-             "-c", str(clients), "-j", str(clients), "-T", str(int(seconds)),
-             "--max-tries", "100", "-h", u.host or "127.0.0.1", "-p", str(u.port or 5432),
-             "-U", u.username or "postgres", u.database],
-            capture_output=True, text=True, env=env, check=True,
-        ).stdout
-    match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out)
-    assert match, out
-    return float(match.group(1))
+def _use(url: str, schema: str, pool: int) -> None:
+    """Point this process's bank at ``url`` and ``schema`` (the handler's own engine)."""
+    os.environ.update(DATABASE_URL=url, BANK_SCHEMA=schema, BANK_POOL_SIZE=str(pool),
+                      BANK_POOL_MAX_OVERFLOW="0", BANK_OCC_MAX_ATTEMPTS="100")
+    from bank.adapters import database, settings
+
+    settings.get_settings.cache_clear()
+    database.install_engine(None)
 
 
-def _transfers(url: str, threads: int, seconds: float, seed: int) -> tuple[float, int]:
-    """``threads`` threads of ch05 transfers for ``seconds``; (transfers/s, retried)."""
-    engine = create_engine(
-        url,
-        isolation_level="REPEATABLE READ",
-        connect_args={"options": "-c default_transaction_isolation=repeatable\\ read"},
-        pool_size=threads,
-    )
-    policy = RetryPolicy(max_attempts=100)
-    counts = [0] * threads
-    retried = [0] * threads
+def _transfers(url: str, schema: str, threads: int, seconds: float, seed: int
+               ) -> tuple[int, int, float]:
+    """``threads`` threads of ch05 transfers for ``seconds``: (transfers, retried, CPU s)."""
+    _use(url, schema, threads)
+    from bank.adapters.database import get_engine
+    from bank.handlers.ch05 import handler
+
+    counts, retried = [0] * threads, [0] * threads
     stop = threading.Event()
-    start_barrier = threading.Barrier(threads + 1)
+    barrier = threading.Barrier(threads + 1)
 
     def worker(n: int) -> None:
         rng = random.Random(seed * 1000 + n)
-        with engine.connect():  # open this thread's connection before the clock starts
+        with get_engine().connect():  # this thread's connection, before the clock starts
             pass
-        start_barrier.wait()
+        barrier.wait()
         while not stop.is_set():
             payer = rng.randint(1, ACCOUNT_COUNT)
             payee = 1 + (payer + rng.randint(0, ACCOUNT_COUNT - 2)) % ACCOUNT_COUNT
             cents = rng.randint(1, 1000)
-            event = {"payer_id": payer, "payee_id": payee, "amount": f"{cents / 100}"}
-            result = transfer_with_retry(engine, ACCOUNTS, parse_transfer(event), policy)
+            response = handler({"payer_id": payer, "payee_id": payee,
+                                "amount": f"{cents // 100}.{cents % 100:02d}"})
             counts[n] += 1
-            retried[n] += result.attempts > 1
+            retried[n] += response["attempts"] > 1
 
     pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
     for t in pool:
         t.start()
-    start_barrier.wait()
-    began = time.perf_counter()
+    barrier.wait()
+    cpu = time.process_time()
     time.sleep(seconds)
     stop.set()
     for t in pool:
         t.join()
-    elapsed = time.perf_counter() - began
-    engine.dispose()
-    return sum(counts) / elapsed, sum(retried)
+    cpu = time.process_time() - cpu
+    return sum(counts), sum(retried), cpu
 
 
-def run_service(url: str, clients: int, seconds: float, processes: bool) -> tuple[float, int]:
-    """bank's transfers from ``clients`` threads of one process, or from ``clients``
-    single-threaded processes (how Lambda scales: one request per container)."""
-    if not processes:
-        return _transfers(url, clients, seconds, seed=0)
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(clients) as pool:
-        results = pool.starmap(_transfers, [(url, 1, seconds, n) for n in range(clients)])
-    return sum(r[0] for r in results), sum(r[1] for r in results)
+def run_bank(url: str, schema: str, clients: int, seconds: float, processes: bool
+             ) -> tuple[float, int, float]:
+    """(transfers/s, retried, client CPU µs per transfer)."""
+    if processes:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(clients) as pool:
+            results = pool.starmap(_transfers,
+                                   [(url, schema, 1, seconds, n) for n in range(clients)])
+    else:
+        results = [_transfers(url, schema, clients, seconds, 0)]
+    done = sum(r[0] for r in results)
+    return done / seconds, sum(r[1] for r in results), 1e6 * sum(r[2] for r in results) / done
+
+
+def round_trips(server: str, schema: str, n: int = 200) -> tuple[float, float]:
+    """Round trips of one transfer, connection set-up excluded: (pgbench, bank)."""
+    proxy = Proxy(make_url(server).host or "127.0.0.1", make_url(server).port or 5432).start()
+    url = make_url(server).set(port=proxy.listen_port).render_as_string(hide_password=False)
+    try:
+        counts = []
+        for transactions in (1, 1 + n):
+            before = proxy.stats.snapshot()[0]
+            pgbench(url, schema, PGBENCH_SCRIPT, "-M", "prepared", "-t", str(transactions))
+            counts.append(proxy.stats.snapshot()[0] - before)
+        baseline = (counts[1] - counts[0]) / n
+        _use(url, schema, 1)
+        from bank.handlers.ch05 import handler
+
+        handler({"payer_id": 1, "payee_id": 2, "amount": "1"})  # connects
+        before = proxy.stats.snapshot()[0]
+        for i in range(n):
+            handler({"payer_id": 1 + i % 500, "payee_id": 501 + i % 500, "amount": "0.01"})
+        return baseline, (proxy.stats.snapshot()[0] - before) / n
+    finally:
+        proxy.stop()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rtt-ms", type=float, nargs="+", default=[0.0, 1.0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--seconds", type=float, default=4, help="per measurement")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternate pgbench and bank this many times; medians are compared")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--processes", action="store_true",
-                        help="bank's clients are processes instead of threads of one process")
+                        help="bank's clients are processes (as Lambda scales) instead of threads")
     args = parser.parse_args()
-    settings = Settings.from_env()
-    server = database_url(settings)
-    url = make_scratch(server)
-    try:
-        with create_engine(url).connect() as conn:
+    server = database_url(Settings.from_env())
+    with scratch_schema(server) as schema:
+        seed(server, schema)
+        with create_engine(server).connect() as conn:
             version = conn.execute(text("SHOW server_version")).scalar()
-        kind = "processes" if args.processes else "threads"
-        print(f"server: PostgreSQL {version}; {ACCOUNT_COUNT} accounts; bank clients are {kind}; "
-              f"median of {args.rounds} alternating runs of {args.seconds:g}s")
-        print(f"{'clients':>7} {'pgbench tps':>12} {'bank tps':>10} {'ratio':>6} {'retried':>8}")
-        for n in args.threads:
-            baseline, ours, retried = [], [], 0
-            for _ in range(args.rounds):
-                baseline.append(run_pgbench(url, n, args.seconds))
-                tps, r = run_service(url, n, args.seconds, args.processes)
-                ours.append(tps)
-                retried += r
-            b, o = statistics.median(baseline), statistics.median(ours)
-            print(f"{n:>7} {b:>12.0f} {o:>10.0f} {o / b:>5.2f}x {retried:>8}")
-    finally:
-        drop_scratch(server, url)
+        kind = "processes" if args.processes else "threads of one process"
+        print(f"server: PostgreSQL {version}; {ACCOUNT_COUNT} accounts; bank clients are "
+              f"{kind}; median of {args.rounds} alternating runs of {args.seconds:g} s")
+        pg_rt, bank_rt = round_trips(server, schema)
+        print(f"round trips per transfer: pgbench {pg_rt:.2f}, bank {bank_rt:.2f}")
+        print(f"{'rtt ms':>6} {'clients':>7} {'pgbench tps':>12} {'bank tps':>9} {'ratio':>6} "
+              f"{'retried':>8} {'bank CPU µs/transfer':>21}")
+        for rtt in args.rtt_ms:
+            with Link(server, rtt) as link:
+                for n in args.clients:
+                    baseline, ours, cpus, retried = [], [], [], 0
+                    for _ in range(args.rounds):
+                        baseline.append(run_pgbench(link.url, schema, n, args.seconds))
+                        rate, r, cpu = run_bank(link.url, schema, n, args.seconds, args.processes)
+                        ours.append(rate)
+                        cpus.append(cpu)
+                        retried += r
+                    b, o = statistics.median(baseline), statistics.median(ours)
+                    print(f"{rtt:>6g} {n:>7} {b:>12.0f} {o:>9.0f} {o / b:>5.2f}x {retried:>8} "
+                          f"{statistics.median(cpus):>21.0f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""Test fixtures: a real PostgreSQL, a fresh database per test session, migrated by Alembic.
+"""Test fixtures: a real PostgreSQL, a schema of its own per test session, migrated by Alembic.
 
-The server is the embedded PostgreSQL unless ``DATABASE_URL`` names another one; the
-tests create their own database on it (``bank_test_<random>``) and drop it at the end,
-so they never touch the data of the tutorial database.
+The server is the embedded PostgreSQL unless ``DATABASE_URL`` names another one. A test
+session creates its own schema (``bank_test_<random>``), migrates it to head, points the
+application at it (``BANK_SCHEMA``), and takes it down at the end with Alembic and one
+``DROP SCHEMA``: what Aurora DSQL offers (one database, a few schemas, no sequences,
+triggers or PL/pgSQL in fixtures), so the suite never touches the tutorial's data.
 """
 
 from __future__ import annotations
@@ -31,9 +33,16 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+def in_schema(url: str, schema: str) -> str:
+    """``url`` with ``schema`` first on its search_path."""
+    return make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False
+    )
+
+
 def _server_url() -> str:
-    from bank.database import sqlalchemy_url
-    from bank.embedded import ensure_running
+    from bank.adapters.database import sqlalchemy_url
+    from bank.adapters.embedded import ensure_running
 
     url = os.environ.get("DATABASE_URL")
     return sqlalchemy_url(url) if url else ensure_running()
@@ -41,25 +50,61 @@ def _server_url() -> str:
 
 @pytest.fixture(scope="session")
 def server_url() -> str:
-    """URL of the server under test (any database on it)."""
+    """URL of the server under test (its default schema)."""
     return _server_url()
 
 
+class Schema:
+    """A schema of its own on the server under test, migrated to head by Alembic."""
+
+    def __init__(self, server: str, prefix: str = "bank_test"):
+        self.server = server
+        self.name = f"{prefix}_{secrets.token_hex(4)}"
+        self.url = in_schema(server, self.name)
+        self.admin = create_engine(server, isolation_level="AUTOCOMMIT")
+
+    def create(self, migrate: bool = True) -> Schema:
+        with self.admin.connect() as conn:
+            conn.execute(text(f"CREATE SCHEMA {self.name}"))
+        if migrate:
+            command.upgrade(alembic_config(self.url), "head")
+        return self
+
+    def drop(self) -> None:
+        """Down to base with Alembic, then the version table and the schema itself."""
+        try:
+            with self.admin.connect() as conn:
+                migrated = conn.execute(
+                    text("SELECT to_regclass(:t) IS NOT NULL"),
+                    {"t": f"{self.name}.alembic_version"},
+                ).scalar()
+            if migrated:
+                command.downgrade(alembic_config(self.url), "base")
+                with self.admin.connect() as conn:
+                    conn.execute(text(f"DROP TABLE {self.name}.alembic_version"))
+            with self.admin.connect() as conn:
+                conn.execute(text(f"DROP SCHEMA {self.name}"))
+        finally:
+            self.admin.dispose()
+
+
 @pytest.fixture(scope="session")
-def database_url(server_url: str) -> Iterator[str]:
-    """A fresh database for this test session, migrated to head; DATABASE_URL points at it."""
-    name = f"bank_test_{secrets.token_hex(4)}"
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    command.upgrade(alembic_config(url), "head")
+def test_schema(server_url: str) -> Iterator[Schema]:
+    schema = Schema(server_url).create()
+    yield schema
+    schema.drop()
 
-    # Point the application (settings, engine, handlers) at the test database.
-    from bank import database, settings
 
-    saved = os.environ.get("DATABASE_URL")
-    os.environ["DATABASE_URL"] = url
+@pytest.fixture(scope="session")
+def database_url(server_url: str, test_schema: Schema) -> Iterator[str]:
+    """This session's schema, migrated to head; the application is pointed at it."""
+    schema = test_schema
+    from bank.adapters import database, settings
+
+    saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "BANK_SCHEMA", "BANK_POOL_SIZE",
+                                            "BANK_OCC_MAX_ATTEMPTS")}
+    os.environ["DATABASE_URL"] = server_url
+    os.environ["BANK_SCHEMA"] = schema.name
     os.environ.setdefault("BANK_POOL_SIZE", "12")  # the concurrency tests run 8-10 threads
     # Conflicts must happen in the concurrency tests, but never run a transfer out of
     # attempts on a slow or busy machine.
@@ -67,23 +112,36 @@ def database_url(server_url: str) -> Iterator[str]:
     settings.get_settings.cache_clear()
     database.install_engine(None)
     try:
-        yield url
+        yield schema.url
     finally:
         database.install_engine(None)
         settings.get_settings.cache_clear()
-        if saved is None:
-            os.environ.pop("DATABASE_URL", None)
-        else:
-            os.environ["DATABASE_URL"] = saved
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def app_env(server_url: str, test_schema: Schema) -> dict[str, str]:
+    """The environment of a ``bank`` subprocess pointed at this session's schema."""
+    env = dict(os.environ, DATABASE_URL=server_url, BANK_SCHEMA=test_schema.name)
+    env.pop("CLUSTER_ENDPOINT", None)
+    return env
+
+
+def settings_for(server_url: str, schema: str, **env: str):
+    """Settings for this session's schema, with ``env`` on top."""
+    from bank.adapters.settings import Settings
+
+    return Settings.from_env({"DATABASE_URL": server_url, "BANK_SCHEMA": schema, **env})
 
 
 @pytest.fixture(scope="session")
 def engine(database_url: str) -> Engine:
-    """The application's own engine, bound to the test database."""
-    from bank.database import get_engine
+    """The application's own engine, bound to the test schema."""
+    from bank.adapters.database import get_engine
 
     return get_engine()
 
@@ -95,13 +153,12 @@ _next_id = itertools.count(10_000_000 + secrets.randbelow(1_000_000) * 100)
 def make_accounts(engine: Engine):
     """Create integer-keyed accounts no other test uses; return their ids.
 
-    Tests pick their own keys instead of truncating shared tables (and DSQL has no
-    TRUNCATE anyway).
+    Tests pick their own keys instead of truncating shared tables (DSQL has no TRUNCATE).
     """
 
     def make(count: int, balance: Decimal | int | str = 100) -> list[int]:
         ids = [next(_next_id) for _ in range(count)]
-        with engine.begin() as conn:
+        with engine.connect() as conn:
             conn.execute(
                 text("INSERT INTO accounts (id, balance) VALUES (:id, :balance)"),
                 [{"id": i, "balance": Decimal(balance)} for i in ids],
@@ -114,7 +171,7 @@ def make_accounts(engine: Engine):
 @pytest.fixture(scope="session")
 def make_uuid_accounts(engine: Engine):
     def make(count: int, balance: Decimal | int | str = 100) -> list[str]:
-        with engine.begin() as conn:
+        with engine.connect() as conn:
             rows = conn.execute(
                 text(
                     "INSERT INTO accounts2 (balance) SELECT :balance "
@@ -140,7 +197,8 @@ def balances(engine: Engine, ids, table: str = "accounts") -> dict:
 
 @pytest.fixture(scope="session")
 def seeded(engine: Engine) -> Engine:
-    from bank.seed import seed
+    from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
+    from bank.services.seed import seed
 
-    seed(engine)
+    seed(SqlAlchemyUnitOfWork)
     return engine

@@ -5,8 +5,8 @@ import threading
 from collections import Counter
 from decimal import Decimal
 
+from bank.cli.invoke import LocalContext, resolve
 from bank.handlers import ch04, ch05, ch06
-from bank.invoke import LocalContext, resolve
 from tests.conftest import balances
 
 THREADS = 8
@@ -80,6 +80,6 @@ def test_ch06_uuid_accounts_under_contention(make_uuid_accounts):
 
 
 def _engine():
-    from bank.database import get_engine
+    from bank.adapters.database import get_engine
 
     return get_engine()

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 from dsql_core.token_manager import TokenManager
 
-from bank.database import make_engine
-from bank.settings import Settings
+from bank.adapters.database import make_engine
+from bank.adapters.settings import Settings
 
 ENDPOINT = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"
 

@@ -6,8 +6,8 @@ import sys
 import psycopg
 import pytest
 
-from bank.embedded import EmbeddedPostgres
-from bank.errors import EmbeddedDatabaseError
+from bank.adapters.embedded import EmbeddedPostgres
+from bank.domain.errors import EmbeddedDatabaseError
 
 
 @pytest.fixture()
@@ -38,7 +38,7 @@ def test_start_status_url_stop(pg):
 
 def test_survives_the_process_that_started_it(pg, tmp_path):
     code = (
-        "from bank.embedded import EmbeddedPostgres; from pathlib import Path; "
+        "from bank.adapters.embedded import EmbeddedPostgres; from pathlib import Path; "
         f"print(EmbeddedPostgres(Path({str(tmp_path / 'data')!r})).start().port)"
     )
     port = int(subprocess.check_output([sys.executable, "-c", code], text=True).strip())

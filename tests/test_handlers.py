@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from bank.cli.invoke import LocalContext, resolve
 from bank.handlers import ch01, ch03, ch04, ch05, ch06
-from bank.invoke import LocalContext, resolve
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 HANDLERS = {"ch01": ch01, "ch03": ch03, "ch04": ch04, "ch05": ch05, "ch06": ch06}
@@ -25,6 +25,7 @@ EXPECTED = {
     "ch04-unknown-payee.json": "AccountNotFound",
     "ch04-same-account.json": "InvalidRequest",
     "ch05.json": None,
+    "ch05-with-transfer-id.json": None,
     "ch05-negative-amount.json": "InvalidRequest",
     "ch05-too-many-decimals.json": "InvalidRequest",
     "ch05-nan-amount.json": "InvalidRequest",

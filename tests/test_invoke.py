@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from bank.cli import main
-from bank.invoke import UnknownFunction, apply_environment, is_intrinsic, load_template, resolve
+from bank.cli.invoke import UnknownFunction, apply_environment, is_intrinsic, load_template, resolve
+from bank.cli.main import main
 from tests.test_handlers import EVENTS, EXPECTED
 
 

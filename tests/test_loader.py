@@ -1,7 +1,8 @@
-"""``bank load``: the parallel bulk loader, against the real test database (no mocks)."""
+"""``bank load``: the parallel bulk loader, on the real test database and on a fake one."""
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -9,26 +10,31 @@ import signal
 import subprocess
 import sys
 import threading
+from decimal import Decimal
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
-from bank import cli
-from bank.errors import BatchTooLarge, ConflictRetriesExhausted, LoadFailed
-from bank.loader import (
-    ConnectionLost,
-    Progress,
-    ProgressPrinter,
-    WorkerConnection,
-    load_accounts,
-    with_retries,
+from bank.adapters.database import make_engine
+from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork, session_factory
+from bank.cli.console import IdsFile, LoadProgress
+from bank.cli.main import main
+from bank.domain.errors import (
+    BatchTooLarge,
+    CommitOutcomeUnknown,
+    ConflictRetriesExhausted,
+    LoadFailed,
+    TransactionConflict,
 )
-from bank.occ import RetryPolicy
-from bank.settings import Settings
+from bank.services.loader import Progress, load_accounts
+from bank.services.retry import RetryPolicy
+from tests.conftest import settings_for
+from tests.fakes import FakeStore
 
 ROOT = Path(__file__).resolve().parent.parent
+FAST = RetryPolicy(max_attempts=5, base_delay_s=0, max_delay_s=0)
 
 
 def ids_in_table(engine) -> set[str]:
@@ -36,28 +42,19 @@ def ids_in_table(engine) -> set[str]:
         return set(conn.execute(text("SELECT id::text FROM accounts2")).scalars())
 
 
-def ids_in_file(path: Path) -> list[str]:
-    return path.read_text().splitlines()
+def collect() -> tuple[list[str], callable]:
+    ids: list[str] = []
+    return ids, ids.extend
 
 
-def settings_for(url: str, **env: str) -> Settings:
-    return Settings.from_env({"DATABASE_URL": url, **env})
-
-
-def test_load_with_several_threads(engine, database_url, tmp_path):
+def test_load_with_several_threads(engine):
     before = ids_in_table(engine)
-    out = tmp_path / "uuids.txt"
-
-    result = load_accounts(
-        settings_for(database_url), 5000, batch=500, threads=4, balance="12.5", out=out
-    )
-
-    ids = ids_in_file(out)
-    added = ids_in_table(engine) - before
+    ids, on_batch = collect()
+    result = load_accounts(SqlAlchemyUnitOfWork, 5000, on_batch=on_batch, policy=FAST,
+                           batch=500, threads=4, balance="12.5")
     assert (result.rows, result.interrupted) == (5000, False)
     assert len(ids) == len(set(ids)) == 5000
-    assert set(ids) == added  # every line is a new row, every new row is a line
-    assert os.listdir(tmp_path) == ["uuids.txt"]
+    assert set(ids) == ids_in_table(engine) - before  # every id a new row, every new row listed
     with engine.connect() as conn:
         balances = conn.execute(
             text("SELECT DISTINCT balance::text FROM accounts2 WHERE id::text = ANY(:ids)"),
@@ -66,210 +63,122 @@ def test_load_with_several_threads(engine, database_url, tmp_path):
         assert list(balances) == ["12.500000"]
 
 
-def test_last_batch_is_partial_and_threads_exceed_batches(engine, database_url, tmp_path):
+def test_last_batch_is_partial_and_threads_exceed_batches(engine):
     before = ids_in_table(engine)
-    out = tmp_path / "uuids.txt"
-    result = load_accounts(settings_for(database_url), 1234, batch=1000, threads=8, out=out)
+    ids, on_batch = collect()
+    result = load_accounts(SqlAlchemyUnitOfWork, 1234, on_batch=on_batch, policy=FAST,
+                           batch=1000, threads=8)
     assert result.rows == 1234
-    assert set(ids_in_file(out)) == ids_in_table(engine) - before
+    assert set(ids) == ids_in_table(engine) - before
 
 
-def test_batch_above_dsql_limit_is_refused(engine, database_url, tmp_path):
+def test_batch_above_dsql_limit_is_refused(engine, tmp_path):
     before = ids_in_table(engine)
     out = tmp_path / "uuids.txt"
     with pytest.raises(BatchTooLarge):
-        load_accounts(settings_for(database_url), 10_000, batch=3001, out=out)
-    assert cli.main(["load", "--accounts", "10000", "--batch", "3001", "--out", str(out)]) == 1
+        load_accounts(SqlAlchemyUnitOfWork, 10_000, on_batch=print, policy=FAST, batch=3001)
+    assert main(["load", "--accounts", "10000", "--batch", "3001", "--out", str(out)]) == 1
     assert os.listdir(tmp_path) == []
     assert ids_in_table(engine) == before
 
 
-def test_unwritable_out_fails_before_any_insert(engine, database_url, tmp_path):
+def test_unwritable_out_fails_before_any_insert(engine, tmp_path):
     before = ids_in_table(engine)
+    assert main(["load", "--accounts", "100", "--out", str(tmp_path / "no" / "u.txt")]) == 1
     with pytest.raises(LoadFailed):
-        load_accounts(settings_for(database_url), 100, out=tmp_path / "missing" / "uuids.txt")
+        IdsFile(tmp_path / "missing" / "uuids.txt")
     assert ids_in_table(engine) == before
 
 
-# A real 40001 from the real server. Local PostgreSQL raises it at the statement, Aurora
-# DSQL at COMMIT: a row trigger fails the statement, a deferred constraint trigger fails
-# the COMMIT. The sequence is not transactional: it counts the failed attempts too.
-INJECT = """
-CREATE SEQUENCE inject_40001;
-CREATE FUNCTION inject_40001() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF nextval('inject_40001') <= {failures} THEN
-    RAISE EXCEPTION 'injected conflict' USING ERRCODE = '40001';
-  END IF;
-  RETURN NULL;
-END $$;
-CREATE {kind} TRIGGER inject_40001 AFTER INSERT ON accounts2 {timing}
-  FOR EACH ROW WHEN (NEW.balance = 42.424242) EXECUTE FUNCTION inject_40001();
-"""
-TIMINGS = {"statement": ("", ""), "commit": ("CONSTRAINT", "DEFERRABLE INITIALLY DEFERRED")}
+# --- the retries, on a fake unit of work: conflicts and lost commits on demand -----------
 
 
-@pytest.fixture
-def inject_conflicts(engine):
-    def install(failures: int, at: str) -> None:
-        kind, timing = TIMINGS[at]
-        with engine.begin() as conn:
-            sql = INJECT.format(failures=failures, kind=kind, timing=timing)
-            conn.exec_driver_sql(sql)
-
-    yield install
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TRIGGER IF EXISTS inject_40001 ON accounts2")
-        conn.exec_driver_sql("DROP FUNCTION IF EXISTS inject_40001()")
-        conn.exec_driver_sql("DROP SEQUENCE IF EXISTS inject_40001")
+def test_a_conflicting_batch_is_retried_and_listed_once():
+    store = FakeStore()
+    store.fail_next = [(TransactionConflict("injected"), False)] * 2
+    ids, on_batch = collect()
+    result = load_accounts(store.factory, 300, on_batch=on_batch, policy=FAST, batch=300)
+    assert result.rows == 300 and store.commits == 1
+    assert set(ids) == {str(i) for i in store.tables["UuidAccount"]}
 
 
-@pytest.mark.parametrize("at", ["statement", "commit"])
-def test_conflicting_batch_is_retried(engine, database_url, tmp_path, inject_conflicts, at):
-    inject_conflicts(failures=2, at=at)
-    before = ids_in_table(engine)
-    out = tmp_path / "uuids.txt"
-
-    result = load_accounts(
-        settings_for(database_url), 300, batch=300, threads=1, balance="42.424242", out=out
-    )
-
-    assert result.rows == 300
-    assert set(ids_in_file(out)) == ids_in_table(engine) - before
-    with engine.connect() as conn:
-        calls = conn.execute(text("SELECT last_value FROM inject_40001")).scalar_one()
-    assert calls == 2 + 300  # two attempts failed with 40001, the third inserted 300 rows
-
-
-def test_conflicts_beyond_the_cap_fail_the_load(engine, database_url, tmp_path, inject_conflicts):
-    inject_conflicts(failures=1000, at="commit")
-    before = ids_in_table(engine)
-    settings = settings_for(
-        database_url,
-        BANK_OCC_MAX_ATTEMPTS="3",
-        BANK_OCC_BASE_DELAY_S="0",
-        BANK_OCC_MAX_DELAY_S="0",
-    )
+def test_conflicts_beyond_the_cap_fail_the_load():
+    store = FakeStore()
+    store.fail_next = [(TransactionConflict("injected"), False)] * 10
     with pytest.raises(LoadFailed) as failure:
-        load_accounts(settings, 100, batch=100, balance="42.424242", out=tmp_path / "u.txt")
+        load_accounts(store.factory, 100, on_batch=print, policy=FAST, batch=100)
     assert isinstance(failure.value.__cause__, ConflictRetriesExhausted)
-    assert ids_in_table(engine) == before
-    assert os.listdir(tmp_path) == []  # nothing committed: no file, no temp file
+    assert store.tables["UuidAccount"] == {}
 
 
-def test_retry_policy():
-    conflict = psycopg.errors.SerializationFailure("injected")
-    retry = RetryPolicy(max_attempts=4, base_delay_s=0, max_delay_s=0)
-    calls = []
-
-    def flaky():
-        calls.append(1)
-        if len(calls) < 3:
-            raise conflict
-        return "ok"
-
-    assert with_retries(flaky, retry, threading.Event()) == "ok"
-    assert len(calls) == 3
-
-    def always():
-        calls.append(1)
-        raise conflict
-
-    calls.clear()
-    with pytest.raises(ConflictRetriesExhausted) as exhausted:
-        with_retries(always, retry, threading.Event())
-    assert exhausted.value.attempts == len(calls) == 4
-
-    def broken():
-        calls.append(1)
-        raise psycopg.errors.UniqueViolation("not a conflict")
-
-    calls.clear()
-    with pytest.raises(psycopg.errors.UniqueViolation):
-        with_retries(broken, retry, threading.Event())
-    assert len(calls) == 1
-
-    stopped = threading.Event()
-    stopped.set()
-    calls.clear()
-    assert with_retries(always, retry, stopped) is None  # stop: abandon the failed batch
-    assert len(calls) == 1
+@pytest.mark.parametrize("committed", [True, False])
+def test_a_lost_commit_reply_is_settled_by_the_first_id(committed):
+    """COMMIT's reply lost: listed once if it committed, run again if it did not."""
+    store = FakeStore()
+    store.fail_next = [(CommitOutcomeUnknown("reply lost"), committed)]
+    ids, on_batch = collect()
+    result = load_accounts(store.factory, 200, on_batch=on_batch, policy=FAST, batch=200)
+    assert result.rows == 200
+    assert store.commits == 1  # the batch committed once, either way
+    assert len(ids) == 200
+    assert set(ids) == {str(i) for i in store.tables["UuidAccount"]}
 
 
-def test_dropped_connections_are_replaced(engine, database_url, tmp_path):
-    """Backends killed mid-load: the workers reconnect, and the file still matches the table."""
+def test_stop_while_waiting_to_retry_drops_the_uncommitted_batch():
+    store = FakeStore()
+    store.fail_next = [(TransactionConflict("injected"), False)]
+    stop = threading.Event()
+    stop.set()
+    result = load_accounts(store.factory, 100, on_batch=print, stop=stop, batch=100,
+                           policy=RetryPolicy(base_delay_s=1, max_delay_s=1))
+    assert (result.rows, result.interrupted) == (0, True)
+
+
+# --- real faults (local PostgreSQL: killing backends needs a superuser on the server) -----
+
+
+def test_dropped_connections_are_replaced(engine, server_url, test_schema):
+    """Backends killed mid-load: the workers reconnect, and the ids still match the table."""
     name = "bank_load_dropped"
-    url = f"{database_url}?application_name={name}"
+    url = make_url(server_url).update_query_dict({"application_name": name})
+    settings = settings_for(url.render_as_string(hide_password=False), test_schema.name)
+    loader_engine = make_engine(settings, pool_size=2, max_overflow=0)
+    uow = functools.partial(SqlAlchemyUnitOfWork, sessions=session_factory(loader_engine))
     before = ids_in_table(engine)
-    out = tmp_path / "uuids.txt"
+    ids, on_batch = collect()
     done = threading.Event()
-    killed = []
+    killed: list[bool] = []
 
     def killer():
         with engine.connect() as conn:
             while not done.wait(0.05):
-                killed.extend(
-                    conn.execute(
-                        text(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE application_name = :name"
-                        ),
-                        {"name": name},
-                    ).scalars()
-                )
-                conn.commit()
+                killed.extend(conn.execute(text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = :name"), {"name": name}).scalars())
 
     thread = threading.Thread(target=killer)
     thread.start()
     try:
-        result = load_accounts(settings_for(url), 50_000, batch=100, threads=2, out=out)
+        result = load_accounts(uow, 30_000, on_batch=on_batch, batch=100, threads=2,
+                               policy=RetryPolicy(max_attempts=20, base_delay_s=0.001))
     finally:
         done.set()
         thread.join()
-
+        loader_engine.dispose()
     assert killed, "no connection was dropped: the test proved nothing"
-    assert result.rows == 50_000
-    ids = ids_in_file(out)
-    assert len(ids) == len(set(ids)) == 50_000
+    assert result.rows == 30_000
+    assert len(ids) == len(set(ids)) == 30_000
     assert set(ids) == ids_in_table(engine) - before
 
 
-def test_worker_connection_is_held_recycled_and_replaced(engine):
-    def backend_pid(connection: WorkerConnection) -> int:
-        with connection.use() as conn:
-            pid = conn.cursor().execute("SELECT pg_backend_pid()").fetchone()[0]
-            conn.commit()
-        return pid
-
-    held = WorkerConnection(engine, max_age_s=3600)
-    first = backend_pid(held)
-    assert backend_pid(held) == first  # held from batch to batch
-    with pytest.raises(psycopg.errors.UndefinedTable):
-        with held.use() as conn:
-            conn.cursor().execute("SELECT * FROM no_such_table")
-    second = backend_pid(held)
-    assert second != first  # discarded after an error
-    with engine.connect() as other:
-        other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": second})
-    with pytest.raises(ConnectionLost):
-        backend_pid(held)
-    assert backend_pid(held) != second  # dropped: the next use connects again
-    held.close()
-
-    aging = WorkerConnection(engine, max_age_s=0)
-    assert backend_pid(aging) != backend_pid(aging)  # recycled by age
-    aging.close()
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_signal_stops_cleanly(engine, database_url, tmp_path, signum):
+def test_signal_stops_cleanly(engine, app_env, tmp_path, signum):
     before = ids_in_table(engine)
     out = tmp_path / "uuids.txt"
     cmd = [sys.executable, "-m", "bank.cli", "load", "--accounts", "50000000"]
     cmd += ["--batch", "1000", "--threads", "2", "--out", str(out)]
-    env = dict(os.environ, DATABASE_URL=database_url)
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        cmd, cwd=ROOT, env=app_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     watchdog = threading.Timer(120, proc.kill)
     watchdog.start()
@@ -285,30 +194,37 @@ def test_signal_stops_cleanly(engine, database_url, tmp_path, signum):
 
     assert proc.returncode == 128 + signum, stderr
     committed = int(re.search(r"interrupted: (\d+) of 50000000", stdout).group(1))
-    ids = ids_in_file(out)
-    added = ids_in_table(engine) - before
+    ids = out.read_text().splitlines()
     assert 0 < committed == len(ids) == len(set(ids)) < 50_000_000
-    assert set(ids) == added
-    assert os.listdir(tmp_path) == ["uuids.txt"]  # no worker or temp file left behind
+    assert set(ids) == ids_in_table(engine) - before
+    assert os.listdir(tmp_path) == ["uuids.txt"]  # no temporary file left behind
 
 
-def test_progress_printer():
+def test_progress_lines_when_not_a_terminal():
     plain = io.StringIO()
-    printer = ProgressPrinter(plain, every=0)
-    printer(Progress(rows=250, total=1000, seconds=0.5))
-    printer.close()
-    assert plain.getvalue() == "load: 25%  250/1000  500 rows/s  ETA 0:01\n"
+    progress = LoadProgress(plain, total=1000, every=0)
+    progress(Progress(rows=250, total=1000, seconds=0.5))
+    progress.close()
+    assert plain.getvalue() == "load: 25%  250/1000  500 rows/s\n"
 
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
 
-    tty = Terminal()
-    printer = ProgressPrinter(tty)
-    printer(Progress(rows=0, total=1000, seconds=0.0))
-    printer(Progress(rows=1000, total=1000, seconds=1.0))
-    printer.close()
-    assert tty.getvalue().count("\r") == 2
-    assert "[" + "#" * 30 + "] 100%  1000/1000  1,000 rows/s  ETA 0:00" in tty.getvalue()
-    assert "ETA --:--" in tty.getvalue()
-    assert tty.getvalue().endswith("\n")
+def test_ids_file_appears_whole_or_not_at_all(tmp_path):
+    empty = IdsFile(tmp_path / "none.txt")
+    empty.close()
+    assert os.listdir(tmp_path) == []
+    ids = IdsFile(tmp_path / "u.txt")
+    ids.write(["a", "b"])
+    assert not (tmp_path / "u.txt").exists()
+    ids.write(["c"])
+    ids.close()
+    assert (tmp_path / "u.txt").read_text() == "a\nb\nc\n"
+    assert os.listdir(tmp_path) == ["u.txt"]
+
+
+def test_balance_is_checked_like_an_amount():
+    with pytest.raises(Exception, match="'balance' must not be negative"):
+        load_accounts(FakeStore().factory, 10, on_batch=print, policy=FAST, balance="-1")
+    store = FakeStore()
+    assert load_accounts(store.factory, 1, on_batch=print, policy=FAST, balance="0").rows == 1
+    (account,) = store.tables["UuidAccount"].values()
+    assert account.balance == Decimal(0)

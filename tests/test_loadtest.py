@@ -7,7 +7,6 @@ seed and other tests use; the CLI tests therefore run ch06 from an ids file.
 from __future__ import annotations
 
 import json
-import os
 import select
 import signal
 import subprocess
@@ -19,10 +18,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from bank import loadtest
-from bank.cli import main
-from bank.loadtest import LoadTestError, read_uuids
-from bank.occ import is_conflict
+from bank.cli.commands import run_loadtest
+from bank.cli.main import main
+from bank.domain.errors import TransactionConflict
+from bank.services import loadtest
+from bank.services.loadtest import LoadTestError, read_uuids
 from tests.conftest import ROOT, balances
 
 
@@ -35,21 +35,20 @@ def another_writer(engine, table: str, account, delta: int) -> None:
     """Change a balance behind the load test's back (again if it conflicts with the test)."""
     for _ in range(100):
         try:
-            with engine.begin() as conn:
+            with engine.connect() as conn:
                 conn.execute(  # table: a test constant
                     text(f"UPDATE {table} SET balance = balance + :delta WHERE id = :id"),
                     {"delta": delta, "id": account},
                 )
             return
-        except Exception as exc:
-            if not is_conflict(exc):
-                raise
+        except TransactionConflict:
+            pass
     raise AssertionError("the other writer conflicted 100 times")
 
 
 def test_counts_add_up_and_money_is_conserved(engine, make_accounts):
     ids = make_accounts(20, balance=100)
-    report = loadtest.run("ch05", ids, iters=300, threads=4, seed=1)
+    report = run_loadtest("ch05", ids, iters=300, threads=4, seed=1)
     assert report.requests == 300 and report.stopped_by == "iters"
     assert_counts_add_up(report)
     assert sum(report.attempts.values()) == report.successes
@@ -58,17 +57,21 @@ def test_counts_add_up_and_money_is_conserved(engine, make_accounts):
     after = balances(engine, ids)
     assert sum(after.values()) == Decimal(2000) and min(after.values()) >= 0
     assert report.to_dict()["money_conserved"] is True
+    # Every acknowledged transfer is in the ledger, once.
+    assert len(report.acknowledged) == report.successes == report.in_ledger
+    assert len(set(report.acknowledged)) == report.successes
+    assert report.ledger_complete and report.to_dict()["ledger_complete"] is True
 
 
 def test_ch04_reports_conflicts_and_ch05_retries_them(engine, make_accounts):
-    plain = loadtest.run("ch04", make_accounts(10), iters=1000, threads=10, seed=2)
+    plain = run_loadtest("ch04", make_accounts(10), iters=1000, threads=10, seed=2)
     assert plain.errors["TransactionConflict"] > 0, plain.errors
     assert plain.conflicts == plain.errors["TransactionConflict"]
     assert set(plain.errors) <= {"TransactionConflict", "InsufficientFunds"}
     assert not plain.attempts  # ch04 does not retry, so reports no attempts
 
     ids = make_accounts(10)
-    retried = loadtest.run("ch05", ids, iters=1000, threads=10, seed=2)
+    retried = run_loadtest("ch05", ids, iters=1000, threads=10, seed=2)
     assert retried.conflicts == 0, retried.errors
     assert set(retried.errors) <= {"InsufficientFunds"}
     assert max(retried.attempts) > 1, retried.attempts
@@ -84,8 +87,8 @@ def test_ch06_from_an_ids_file(engine, make_uuid_accounts, tmp_path):
     path.write_text("\n".join(ids[:5]) + "\n\n" + "\n".join(ids[5:]) + "\n")
     used = read_uuids(path, 10)
     assert used == ids[:10]
-    report = loadtest.run("ch06", used, iters=200, threads=4, seed=3)
-    assert report.table == "accounts2" and report.requests == 200
+    report = run_loadtest("ch06", used, iters=200, threads=4, seed=3)
+    assert report.table == "UuidAccount" and report.requests == 200
     assert_counts_add_up(report)
     assert report.conserved and report.balance_before == Decimal(500)
     after = balances(engine, ids, table="accounts2")
@@ -98,7 +101,7 @@ def test_the_same_seed_gives_the_same_requests(engine, make_accounts):
     finals = []
     for _ in range(2):
         ids = make_accounts(5, balance=20)
-        report = loadtest.run("ch04", ids, iters=60, threads=1, seed=42)
+        report = run_loadtest("ch04", ids, iters=60, threads=1, seed=42)
         assert report.successes > 0 and report.seed == 42
         found = balances(engine, ids)
         finals.append([found[i] for i in ids])
@@ -107,12 +110,12 @@ def test_the_same_seed_gives_the_same_requests(engine, make_accounts):
 
 def test_duration_and_stop_end_a_run_cleanly(make_accounts):
     ids = make_accounts(10)
-    timed = loadtest.run("ch05", ids, iters=None, threads=2, duration_s=0.3)
+    timed = run_loadtest("ch05", ids, iters=None, threads=2, duration_s=0.3)
     assert timed.stopped_by == "duration" and timed.requests > 0
     assert_counts_add_up(timed)
 
     stop = threading.Event()
-    stopped = loadtest.run("ch05", ids, iters=None, threads=3, stop=stop,
+    stopped = run_loadtest("ch05", ids, iters=None, threads=3, stop=stop,
                            on_progress=lambda p: stop.set(), progress_every_s=0.05)
     assert stopped.interrupted and stopped.requests > 0
     assert_counts_add_up(stopped)
@@ -122,7 +125,7 @@ def test_duration_and_stop_end_a_run_cleanly(make_accounts):
 def test_money_not_conserved_is_loud(engine, make_accounts):
     ids = make_accounts(4)
 
-    report = loadtest.run("ch05", ids, iters=None, duration_s=0.5, progress_every_s=0.1,
+    report = run_loadtest("ch05", ids, iters=None, duration_s=0.5, progress_every_s=0.1,
                           on_progress=lambda p: another_writer(engine, "accounts", ids[0], 1))
     assert not report.conserved and report.balance_after > report.balance_before
     assert "NOT CONSERVED" in loadtest.render(report)
@@ -131,10 +134,10 @@ def test_money_not_conserved_is_loud(engine, make_accounts):
 
 def test_refuses_missing_accounts_and_non_transfer_functions(make_accounts):
     (real,) = make_accounts(1)
-    with pytest.raises(LoadTestError, match="1 of the 2 accounts do not exist in accounts"):
-        loadtest.run("ch05", [real, 2_000_000_000], iters=10)
+    with pytest.raises(LoadTestError, match="1 of the 2 accounts do not exist"):
+        run_loadtest("ch05", [real, 2_000_000_000], iters=10)
     with pytest.raises(LoadTestError, match="not a transfer function"):
-        loadtest.run("ch03", [1, 2], iters=10)
+        run_loadtest("ch03", [1, 2], iters=10)
 
 
 @pytest.mark.parametrize("content, count, message", [
@@ -180,11 +183,10 @@ def uuids_file(make_uuid_accounts, tmp_path: Path, count: int = 10) -> Path:
     return path
 
 
-def start_cli(database_url: str, *args: str) -> subprocess.Popen:
+def start_cli(env: dict, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "bank.cli", "loadtest", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
     )
 
 
@@ -197,13 +199,12 @@ def wait_for_progress(proc: subprocess.Popen) -> str:
     return line
 
 
-def test_cli_json_is_one_object(database_url, make_uuid_accounts, tmp_path):
+def test_cli_json_is_one_object(app_env, make_uuid_accounts, tmp_path):
     path = uuids_file(make_uuid_accounts, tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "bank.cli", "loadtest", "--function", "ch06", "--uuids", str(path),
          "--accounts", "10", "--iters", "100", "--threads", "3", "--seed", "5", "--json"],
-        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url},
-        timeout=120,
+        capture_output=True, text=True, cwd=ROOT, env=app_env, timeout=120,
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -211,12 +212,14 @@ def test_cli_json_is_one_object(database_url, make_uuid_accounts, tmp_path):
     assert report["requests"] == 100 == report["successes"] + report["errors"]
     assert report["errors"] == sum(report["errors_by_type"].values())
     assert report["money_conserved"] is True and report["balance_before"] == "1000.000000"
+    assert report["ledger_complete"] is True
+    assert report["acknowledged_in_ledger"] == report["successes"]
     assert set(report["latency_ms"]) == {"p50", "p95", "p99", "max"}
 
 
-def test_cli_ctrl_c_prints_a_partial_report(database_url, make_uuid_accounts, tmp_path):
+def test_cli_ctrl_c_prints_a_partial_report(app_env, make_uuid_accounts, tmp_path):
     path = uuids_file(make_uuid_accounts, tmp_path)
-    proc = start_cli(database_url, "--function", "ch06", "--uuids", str(path), "--accounts", "10",
+    proc = start_cli(app_env, "--function", "ch06", "--uuids", str(path), "--accounts", "10",
                      "--threads", "4", "--duration", "600")
     try:
         wait_for_progress(proc)
@@ -231,10 +234,10 @@ def test_cli_ctrl_c_prints_a_partial_report(database_url, make_uuid_accounts, tm
 
 
 def test_cli_exits_non_zero_when_money_is_not_conserved(
-    database_url, engine, make_uuid_accounts, tmp_path
+    app_env, engine, make_uuid_accounts, tmp_path
 ):
     path = uuids_file(make_uuid_accounts, tmp_path)
-    proc = start_cli(database_url, "--function", "ch06", "--uuids", str(path), "--accounts", "10",
+    proc = start_cli(app_env, "--function", "ch06", "--uuids", str(path), "--accounts", "10",
                      "--threads", "2", "--duration", "600")
     try:
         wait_for_progress(proc)

@@ -6,9 +6,9 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bank.errors import BankError, InvalidRequest
+from bank.domain.errors import BankError, InvalidRequest
+from bank.domain.requests import parse_amount
 from bank.handlers import ch05, ch06
-from bank.validation import parse_amount
 from tests.conftest import balances
 from tests.test_handlers import fingerprint
 
@@ -105,6 +105,6 @@ def test_unknown_uuid_accounts_change_nothing(engine, payer, amount):
 
 
 def _engine():
-    from bank.database import get_engine
+    from bank.adapters.database import get_engine
 
     return get_engine()

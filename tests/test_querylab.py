@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aurora_dsql_sqlalchemy.psycopg import AuroraDSQLDialect_psycopg
 from sqlalchemy import text
+from sqlalchemy.schema import CreateTable
 
-from bank import querylab
-from bank.cli import main
-from bank.errors import InvalidRequest
+from bank.adapters.lab import LabDatabase
+from bank.adapters.orm import OPTIMIZING_INDEXES, accounts7
+from bank.cli.main import main
+from bank.domain.errors import InvalidRequest, UnknownOperation
 from bank.handlers.ch07 import handler
-from bank.models import OPTIMIZING_INDEXES
+from bank.services import querylab
+from bank.services.plans import PlanSummary, parse_plan
+from bank.services.retry import RetryPolicy
 
 ROOT = Path(__file__).resolve().parent.parent
 PLANS = Path(__file__).parent / "data" / "plans"
@@ -33,7 +34,7 @@ def snapshot(engine) -> tuple:
             "SELECT count(*), md5(coalesce(string_agg(t::text, ',' ORDER BY id, created_at), ''))"
             " FROM accounts7 AS t"
         )).one()
-        return count, checksum, querylab.list_indexes(conn)
+        return count, checksum, LabDatabase(engine).indexes()
 
 
 def scalar(engine, sql: str):
@@ -43,7 +44,7 @@ def scalar(engine, sql: str):
 
 @pytest.fixture
 def small_table(engine):
-    querylab.setup(engine, 100)
+    querylab.setup(LabDatabase(engine), 100, RetryPolicy())
     return engine
 
 
@@ -88,14 +89,15 @@ def test_four_operations_in_order(engine):
     assert after["rows_scanned"] == in_range
 
 
-def test_setup_loads_batches_of_at_most_3000_rows_with_the_original_distributions(engine):
+def test_setup_loads_batches_of_2500_rows_with_the_original_distributions(engine):
     response = handler({"operation": "setup", "rows": 6001})
     assert response["rows_loaded"] == 6001 and response["indexes"] == ["idx_accounts7_type"]
     with engine.connect() as conn:
-        # Rows written by one transaction share its xmin: three transactions, none over 3,000.
+        # Rows written by one transaction share its xmin: three transactions of at most
+        # 2,500 rows, the tutorial's own batch into an indexed table.
         per_transaction = sorted(conn.execute(text(
             "SELECT count(*) FROM accounts7 GROUP BY xmin::text")).scalars())
-        assert per_transaction == [1, 3000, 3000]
+        assert per_transaction == [1001, 2500, 2500]
         stats = conn.execute(text("""
             SELECT count(*), min(id), max(id),
                    avg((account_type = 'savings')::int), avg((status = 'active')::int),
@@ -136,7 +138,7 @@ def test_rerunning_every_operation_is_safe(engine):
 
 
 def test_ddl_runs_in_autocommit(engine):
-    with querylab.ddl_connection(engine) as conn:
+    with LabDatabase(engine).ddl() as conn:
         assert conn.connection.driver_connection.autocommit is True
 
 
@@ -146,9 +148,9 @@ def test_ddl_runs_in_autocommit(engine):
 @pytest.mark.parametrize("operation", ["drop_table", "SETUP", "", None, 7])
 def test_unknown_operation_is_a_named_error_and_changes_nothing(small_table, operation):
     before = snapshot(small_table)
-    with pytest.raises(querylab.UnknownOperation, match=f"^Unknown operation: {operation}$"):
+    with pytest.raises(UnknownOperation, match=f"^Unknown operation: {operation}$"):
         handler({"operation": operation})
-    assert isinstance(querylab.UnknownOperation("x"), InvalidRequest)
+    assert isinstance(UnknownOperation("x"), InvalidRequest)
     assert snapshot(small_table) == before
 
 
@@ -184,21 +186,23 @@ def test_filter_values_are_bound_not_spliced(small_table):
 
 
 def test_database_failures_carry_the_originals_messages(engine):
-    with querylab.ddl_connection(engine) as ddl:
+    with LabDatabase(engine).ddl() as ddl:
         ddl.execute(text("DROP TABLE accounts7"))
     try:
         with pytest.raises(querylab.OptimizationFailed, match="^Optimization failed: "):
             handler(event("optimize"))
         with pytest.raises(querylab.QueryFailed, match="^Query failed: "):
             handler(event("query"))
-        with querylab.ddl_connection(engine) as ddl:
+        with LabDatabase(engine).ddl() as ddl:
             ddl.execute(text("CREATE VIEW accounts7 AS SELECT 1 AS id"))
-        with pytest.raises(querylab.SetupFailed, match="^Setup failed: .*not a table"):
+        with pytest.raises(querylab.SetupFailed, match="^Setup failed: .*SQLSTATE 42809"):
             handler(event("setup"))
     finally:
-        with querylab.ddl_connection(engine) as ddl:
+        with LabDatabase(engine).ddl() as ddl:
             ddl.execute(text("DROP VIEW IF EXISTS accounts7"))
-        querylab.setup(engine, 100)  # accounts7 exists again for whatever runs next
+        with LabDatabase(engine).ddl() as ddl:  # accounts7 again, as migrated, for what follows
+            ddl.execute(CreateTable(accounts7))
+        querylab.setup(LabDatabase(engine), 100, RetryPolicy())
 
 
 # --- the plan parser ----------------------------------------------------------------------
@@ -239,7 +243,7 @@ def test_every_stored_plan_has_an_expectation():
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PLANS))
 def test_parse_stored_plan(name):
-    plan = querylab.parse_plan((PLANS / name).read_text())
+    plan = parse_plan((PLANS / name).read_text())
     scan_type, index_used, rows_scanned, execution_ms = EXPECTED_PLANS[name]
     assert plan.scan_type == scan_type
     assert plan.index_used == index_used
@@ -248,83 +252,34 @@ def test_parse_stored_plan(name):
 
 
 def test_parse_plan_without_scan_nodes():
-    plan = querylab.parse_plan("Result  (cost=0.00..0.01 rows=1 width=4)\n")
-    assert plan == querylab.PlanSummary(None, None, None, None)
-
-
-# --- the DSQL code path, compiled for Aurora DSQL -------------------------------------------
-
-
-@dataclass
-class _Answer:
-    value: object
-    returns_rows: bool = True
-
-    def scalar(self):
-        return self.value
-
-
-class DsqlStandIn:
-    """Stands in for an Aurora DSQL connection, which no test here can reach.
-
-    It compiles each statement with the ``auroradsql`` dialect, records it, and answers
-    as DSQL does: a job id for ``CREATE INDEX ASYNC``, true for ``sys.wait_for_job``.
-    """
-
-    dialect = AuroraDSQLDialect_psycopg()
-
-    def __init__(self):
-        self.statements: list[tuple[str, dict]] = []
-
-    def execute(self, statement, parameters=None):
-        sql = " ".join(str(statement.compile(dialect=self.dialect)).split())
-        self.statements.append((sql, dict(parameters or {})))
-        if sql.startswith("CREATE INDEX ASYNC"):
-            return _Answer(f"job-{len(self.statements)}")
-        if sql.startswith("CALL sys.wait_for_job"):
-            return _Answer(True)
-        return _Answer(None, returns_rows=False)
-
-
-def _assert_each_build_waited_for(statements):
-    for i, (sql, _) in enumerate(statements):
-        if sql.startswith("CREATE INDEX"):
-            assert sql.startswith("CREATE INDEX ASYNC IF NOT EXISTS ")
-            wait, params = statements[i + 1]
-            assert wait.startswith("CALL sys.wait_for_job(")
-            assert params == {"job_id": f"job-{i + 1}"}
-    for sql, _ in statements:
-        assert not re.search(r"TRUNCATE|VACUUM|SAVEPOINT|TEMP", sql, re.I), sql
-
-
-def test_optimize_on_dsql_builds_async_and_waits_for_each_job():
-    dsql = DsqlStandIn()
-    querylab.build_optimizing_indexes(dsql)
-    sqls = [sql for sql, _ in dsql.statements]
-    assert sqls[0] == ("CREATE INDEX ASYNC IF NOT EXISTS idx_accounts7_metadata "
-                       "ON accounts7 (metadata_key, account_type)")
-    assert sqls[2] == ("CREATE INDEX ASYNC IF NOT EXISTS idx_accounts7_metadata_covering "
-                       "ON accounts7 (metadata_key, account_type) "
-                       "INCLUDE (region_code, status, created_at, metadata_value)")
-    assert sqls[4] == "ANALYZE accounts7" and len(sqls) == 5
-    _assert_each_build_waited_for(dsql.statements)
-
-
-def test_setup_on_dsql_recreates_the_table_with_only_the_type_index():
-    dsql = DsqlStandIn()
-    querylab.rebuild_table(dsql)
-    sqls = [sql for sql, _ in dsql.statements]
-    assert sqls[0] == "DROP TABLE IF EXISTS accounts7"
-    assert sqls[1].startswith("CREATE TABLE accounts7 (") and "INDEX" not in sqls[1]
-    assert sqls[2] == ("CREATE INDEX ASYNC IF NOT EXISTS idx_accounts7_type "
-                       "ON accounts7 (account_type)")
-    assert len(sqls) == 4
-    _assert_each_build_waited_for(dsql.statements)
+    plan = parse_plan("Result  (cost=0.00..0.01 rows=1 width=4)\n")
+    assert plan == PlanSummary(None, None, None, None)
 
 
 def test_insert_batches_stay_within_the_dsql_row_limit():
-    assert list(querylab.batches(6001)) == [(1, 3000), (3001, 6000), (6001, 6001)]
-    assert all(last - first < 3000 for first, last in querylab.batches(querylab.MAX_ROWS))
+    assert querylab.batches(6001, 2500) == [(1, 2500), (2501, 5000), (5001, 6001)]
+    lab_batch = LabDatabase.batch_rows
+    assert all(last - first < lab_batch for first, last in querylab.batches(querylab.MAX_ROWS,
+                                                                             lab_batch))
+    assert lab_batch <= 3000
+
+
+def test_setup_before_the_migrations_is_refused_and_creates_nothing(server_url):
+    """The lab never creates accounts7 itself: `alembic upgrade head` would then fail."""
+    from sqlalchemy import create_engine
+
+    from tests.conftest import Schema
+
+    schema = Schema(server_url, prefix="bank_lab").create(migrate=False)
+    empty = create_engine(schema.url)
+    try:
+        with pytest.raises(querylab.SetupFailed, match="not migrated.*alembic upgrade head"):
+            querylab.setup(LabDatabase(empty), 10, RetryPolicy())
+        with empty.connect() as conn:
+            assert conn.execute(text("SELECT to_regclass('accounts7')")).scalar() is None
+    finally:
+        empty.dispose()
+        schema.drop()
 
 
 # --- bank query-lab ------------------------------------------------------------------------

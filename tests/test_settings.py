@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from bank.errors import ConfigurationError
-from bank.settings import Settings, Target, region_from_endpoint
+from bank.adapters.settings import Settings, Target, region_from_endpoint
+from bank.domain.errors import ConfigurationError
 
 ENDPOINT = "abcdefghijklmnopqrstuvwxyz.dsql.eu-west-1.on.aws"
 

@@ -14,11 +14,11 @@ depends_on: str | Sequence[str] | None = None
 
 from alembic.operations import ops  # noqa: E402
 
-from bank.models import IDX_TYPE  # noqa: E402  (the model's own Index definition)
+from bank.adapters.orm import IDX_TYPE  # noqa: E402  (the model's own Index definition)
 
 
 def upgrade() -> None:
-    # CREATE INDEX locally; CREATE INDEX ASYNC + sys.wait_for_job on DSQL (bank.ddl).
+    # CREATE INDEX locally; CREATE INDEX ASYNC + sys.wait_for_job on DSQL (bank.adapters.ddl).
     op.invoke(ops.CreateIndexOp.from_index(IDX_TYPE))
 
 

@@ -14,11 +14,11 @@ depends_on: str | Sequence[str] | None = None
 
 from alembic.operations import ops  # noqa: E402
 
-from bank.models import OPTIMIZING_INDEXES  # noqa: E402  (the model's own Index definitions)
+from bank.adapters.orm import OPTIMIZING_INDEXES  # noqa: E402  (the model's own Index definitions)
 
 
 def upgrade() -> None:
-    # One index per statement, each waited for on DSQL before the next (bank.ddl).
+    # One index per statement, each waited for on DSQL before the next (bank.adapters.ddl).
     for index in OPTIMIZING_INDEXES:
         op.invoke(ops.CreateIndexOp.from_index(index))
 

@@ -1,11 +1,11 @@
 """ch01: hello Lambda. ``{"name": "reinvent"}`` -> ``{"greeting": "hello reinvent"}``."""
 
-from bank.errors import InvalidRequest
-from bank.validation import field, require_object
+from bank.domain.errors import InvalidRequest
+from bank.domain.requests import field, kind, require_object
 
 
 def handler(event, context=None):
     name = field(require_object(event), "name")
     if not isinstance(name, str):
-        raise InvalidRequest(f"'name' must be a string, got {type(name).__name__}")
+        raise InvalidRequest(f"'name' must be a string, got {kind(name)}")
     return {"greeting": f"hello {name}"}

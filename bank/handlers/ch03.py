@@ -4,14 +4,13 @@ The original opened and closed a connection per call; here the engine (and its p
 is built once per container and reused, as ch04 teaches.
 """
 
-from bank.database import get_engine
-from bank.occ import RetryPolicy
-from bank.settings import get_settings
-from bank.transfers import get_balance
-from bank.validation import parse_int_id, require_object
+from bank.domain.requests import parse_int_id, require_object
+from bank.handlers.common import UnitOfWork, deadline_from, retry_policy
+from bank.services.transfers import get_balance
 
 
 def handler(event, context=None):
     account_id = parse_int_id(require_object(event), "id")
-    policy = RetryPolicy.from_settings(get_settings())
-    return {"balance": str(get_balance(get_engine(), account_id, policy))}
+    balance = get_balance(UnitOfWork, account_id, policy=retry_policy(),
+                          deadline=deadline_from(context))
+    return {"balance": str(balance)}

@@ -1,14 +1,18 @@
 """ch04: a transfer in one transaction over a reused connection, without retry.
 
 Under contention a conflict surfaces as ``TransactionConflict``: the point of ch05.
+(A pooled connection found dead is still replaced, and a lost COMMIT reply settled by
+the ledger: those are not conflicts.)
 """
 
-from bank.database import get_engine
-from bank.handlers.common import transfer_response
-from bank.transfers import ACCOUNTS, transfer
-from bank.validation import parse_transfer
+from bank.domain.model import Account
+from bank.domain.requests import parse_transfer
+from bank.handlers.common import UnitOfWork, deadline_from, retry_policy, transfer_response
+from bank.services.transfers import transfer
 
 
 def handler(event, context=None):
     request = parse_transfer(event)
-    return transfer_response(transfer(get_engine(), ACCOUNTS, request), with_attempts=False)
+    result = transfer(UnitOfWork, Account, request, policy=retry_policy(retry_conflicts=False),
+                      deadline=deadline_from(context))
+    return transfer_response(result, with_attempts=False)

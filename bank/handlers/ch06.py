@@ -1,15 +1,13 @@
 """ch06: ch05 on ``accounts2``, whose keys are UUIDs (strings in the event)."""
 
-from bank.database import get_engine
-from bank.handlers.common import deadline_from, transfer_response
-from bank.occ import RetryPolicy
-from bank.settings import get_settings
-from bank.transfers import ACCOUNTS2, transfer_with_retry
-from bank.validation import parse_transfer
+from bank.domain.model import UuidAccount
+from bank.domain.requests import parse_transfer
+from bank.handlers.common import UnitOfWork, deadline_from, retry_policy, transfer_response
+from bank.services.transfers import transfer
 
 
 def handler(event, context=None):
     request = parse_transfer(event, uuid_ids=True)
-    policy = RetryPolicy.from_settings(get_settings())
-    result = transfer_with_retry(get_engine(), ACCOUNTS2, request, policy, deadline_from(context))
+    result = transfer(UnitOfWork, UuidAccount, request, policy=retry_policy(),
+                      deadline=deadline_from(context))
     return transfer_response(result, with_attempts=True)

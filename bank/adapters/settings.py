@@ -17,7 +17,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from bank.errors import ConfigurationError
+from bank.domain.errors import ConfigurationError
 
 _REGION_IN_ENDPOINT = re.compile(r"\.dsql[^.]*\.([a-z0-9-]+)\.on\.aws$")
 
@@ -59,9 +59,16 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _identifier(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name) or None
+    if raw is not None and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", raw):
+        raise ConfigurationError(f"{name} must be a lower-case SQL identifier, got {raw!r}")
+    return raw
+
+
 def project_root() -> Path:
     """The repository root: where ``.bank/`` (embedded data) lives."""
-    return Path(__file__).resolve().parent.parent
+    return Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,12 @@ class Settings:
     occ_max_attempts: int = 10
     occ_base_delay_s: float = 0.005
     occ_max_delay_s: float = 0.5
+    # Time limits; a Lambda's remaining time bounds them further (bank.adapters.deadline).
+    connect_timeout_s: float = 5.0
+    statement_timeout_s: float = 30.0  # local PostgreSQL only: DSQL bounds its own
+    lock_timeout_s: float = 2.0  # local PostgreSQL only: DSQL never waits for a lock
+    # A schema of its own (search_path), e.g. one per test run; None: the server's default.
+    schema: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -113,6 +126,10 @@ class Settings:
             occ_max_attempts=_int(env, "BANK_OCC_MAX_ATTEMPTS", cls.occ_max_attempts, minimum=1),
             occ_base_delay_s=_float(env, "BANK_OCC_BASE_DELAY_S", cls.occ_base_delay_s),
             occ_max_delay_s=_float(env, "BANK_OCC_MAX_DELAY_S", cls.occ_max_delay_s),
+            connect_timeout_s=_float(env, "BANK_CONNECT_TIMEOUT_S", cls.connect_timeout_s),
+            statement_timeout_s=_float(env, "BANK_STATEMENT_TIMEOUT_S", cls.statement_timeout_s),
+            lock_timeout_s=_float(env, "BANK_LOCK_TIMEOUT_S", cls.lock_timeout_s),
+            schema=_identifier(env, "BANK_SCHEMA"),
         )
         if settings.occ_max_delay_s < settings.occ_base_delay_s:
             raise ConfigurationError("BANK_OCC_MAX_DELAY_S must be >= BANK_OCC_BASE_DELAY_S")

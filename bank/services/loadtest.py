@@ -1,20 +1,20 @@
-"""``bank loadtest``: the original's ``invoke-test``, run in-process.
+"""``bank loadtest``: the original's ``invoke-test``.
 
-Random transfers (payer != payee, 0.01 to 10.00) from ``threads`` worker threads through
-the real ch04/ch05/ch06 handler, the way ``bank invoke`` calls it: the function from
-``template.yaml``, its handler, a fresh ``LocalContext`` per invocation, and an error
-counted by the ``errorType`` Lambda would report.
+Random transfers (payer != payee, 0.01 to 10.00) from ``threads`` worker threads, each
+one invocation of a ch04/ch05/ch06 function through ``invoke(event)``: the handler
+in-process, the way ``bank invoke`` calls it, or the deployed function (``--remote``).
+An error is counted by the ``errorType`` Lambda reports.
 
 ``iters`` is the TOTAL number of invocations, shared by the threads (as in the original,
 which split ``--iters`` over its threads). The requests come from one generator seeded by
 ``seed``: the same seed gives the same sequence of requests, whichever thread runs each.
 A run stops when ``iters`` requests were issued, ``duration_s`` has passed, or ``stop`` is
 set (Ctrl-C); a request in flight always finishes, so the report counts every request
-issued. The total balance of the accounts is read before and after: with no other writer,
-transfers must conserve it.
+issued.
 
-The handlers use the process-wide engine (``bank.database.get_engine()``): give it a pool
-of at least ``threads`` connections, or the threads queue for connections.
+Afterwards it checks what no acknowledged transfer may break: the total balance of the
+accounts is the same as before (with no other writer), and every acknowledged transfer is
+in the ledger (its ``transfer_id`` is the ledger's key, so it is there at most once).
 
 This module prints nothing and reads no environment: ``bank.cli`` does both.
 """
@@ -34,14 +34,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ARRAY, Engine, Table, any_, bindparam, func, select
+from bank.domain.errors import BankError
+from bank.domain.model import AccountKind, UuidAccount
+from bank.services.unit_of_work import UnitOfWorkFactory
 
-from bank.database import get_engine
-from bank.errors import BankError
-from bank.invoke import LocalContext, error_response, resolve
-from bank.transfers import ACCOUNTS, ACCOUNTS2
-
-TABLES = {"Ch04Function": ACCOUNTS, "Ch05Function": ACCOUNTS, "Ch06Function": ACCOUNTS2}
 CONFLICTS = ("TransactionConflict", "ConflictRetriesExhausted")
 PERCENTILES = (50, 95, 99)
 
@@ -121,6 +117,8 @@ class Report:
     latencies_ms: list[float] = field(default_factory=list, repr=False)  # every invocation
     balance_before: Decimal = Decimal(0)
     balance_after: Decimal = Decimal(0)
+    acknowledged: list[str] = field(default_factory=list, repr=False)  # transfer_ids
+    in_ledger: int = 0  # of the acknowledged transfers
 
     @property
     def interrupted(self) -> bool:
@@ -137,6 +135,15 @@ class Report:
     @property
     def conserved(self) -> bool:
         return self.balance_before == self.balance_after
+
+    @property
+    def ledger_complete(self) -> bool:
+        """Every acknowledged transfer is in the ledger (once: its id is the key)."""
+        return self.in_ledger == len(self.acknowledged)
+
+    @property
+    def sound(self) -> bool:
+        return self.conserved and self.ledger_complete
 
     @property
     def transfers_per_s(self) -> float:
@@ -163,6 +170,7 @@ class Report:
             "latency_ms": {k: _round(v) for k, v in self.latency_ms().items()},
             "balance_before": str(self.balance_before), "balance_after": str(self.balance_after),
             "money_conserved": self.conserved,
+            "acknowledged_in_ledger": self.in_ledger, "ledger_complete": self.ledger_complete,
         }
 
 
@@ -177,19 +185,22 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def _total_balance(engine: Engine, table: Table, ids: list) -> tuple[int, Decimal]:
-    """(accounts found, their total balance), read in one statement: one snapshot."""
-    keys = [uuid.UUID(i) for i in ids] if table is ACCOUNTS2 else ids
-    stmt = select(func.count(), func.coalesce(func.sum(table.c.balance), 0)).where(
-        table.c.id == any_(bindparam("ids", type_=ARRAY(table.c.id.type)))
-    )
-    with engine.connect() as conn:
-        found, total = conn.execute(stmt, {"ids": keys}).one()
-    return found, Decimal(total)
+def _total(uow_factory: UnitOfWorkFactory, kind: AccountKind, ids: list) -> tuple[int, Decimal]:
+    keys = [uuid.UUID(i) for i in ids] if kind is UuidAccount else ids
+    with uow_factory() as uow:
+        return uow.accounts(kind).total(keys)
+
+
+def _in_ledger(uow_factory: UnitOfWorkFactory, transfer_ids: list[str]) -> int:
+    with uow_factory() as uow:
+        return uow.transfers.count([uuid.UUID(t) for t in transfer_ids])
 
 
 def run(
     function: str,
+    invoke: Callable[[dict], Any],
+    uow_factory: UnitOfWorkFactory,
+    kind: AccountKind,
     ids: Sequence,
     *,
     iters: int | None = 1000,
@@ -197,29 +208,26 @@ def run(
     duration_s: float | None = None,
     seed: int | None = None,
     stop: threading.Event | None = None,
-    engine: Engine | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     progress_every_s: float = 1.0,
 ) -> Report:
-    """Run the load test; ``iters=None`` and ``duration_s=None`` run until ``stop`` is set."""
-    fn = resolve(function)
-    if fn.logical_id not in TABLES:
-        raise LoadTestError(f"{fn.logical_id} is not a transfer function: use ch04, ch05 or ch06")
-    table = TABLES[fn.logical_id]
+    """Run the load test; ``iters=None`` and ``duration_s=None`` run until ``stop`` is set.
+
+    ``invoke(event)`` returns the function's response, or raises a ``BankError`` (or any
+    exception: it is counted by its class name, as Lambda reports it).
+    """
     ids = list(ids)
     validate(ids, threads, iters, duration_s)
-    handler = fn.load_handler()
-    engine = engine or get_engine()
     stop = stop or threading.Event()
     seed = secrets.randbits(32) if seed is None else seed
     rng = random.Random(seed)
-    report = Report(fn.logical_id, table.name, len(ids), threads, seed, iters, duration_s)
+    report = Report(function, kind.__name__, len(ids), threads, seed, iters, duration_s)
 
-    found, report.balance_before = _total_balance(engine, table, ids)
+    found, report.balance_before = _total(uow_factory, kind, ids)
     if found != len(ids):
         raise LoadTestError(
-            f"{len(ids) - found} of the {len(ids)} accounts do not exist in {table.name}: "
-            "create them first (`bank seed`: accounts 1..1000; `bank load`: UUID accounts)"
+            f"{len(ids) - found} of the {len(ids)} accounts do not exist: create them first "
+            "(`bank seed`: accounts 1..1000; `bank load`: UUID accounts)"
         )
 
     lock = threading.Lock()
@@ -247,14 +255,15 @@ def run(
         while (event := next_event()) is not None:
             began = time.perf_counter()
             try:
-                response, error = handler(event, LocalContext(fn)), None
+                response, error = invoke(event), None
             except Exception as exc:  # noqa: BLE001 - counted the way Lambda reports it
-                response, error = None, error_response(exc)["errorType"]
+                response, error = None, type(exc).__name__
             elapsed_ms = (time.perf_counter() - began) * 1000
             with lock:
                 report.latencies_ms.append(elapsed_ms)
                 if error is None:
                     report.successes += 1
+                    report.acknowledged.append(response["transfer_id"])
                     if "attempts" in response:
                         report.attempts[response["attempts"]] += 1
                 else:
@@ -274,7 +283,8 @@ def run(
                                         report.successes, sum(report.errors.values()))
                 on_progress(snapshot)
     report.seconds = time.monotonic() - start
-    _, report.balance_after = _total_balance(engine, table, ids)
+    _, report.balance_after = _total(uow_factory, kind, ids)
+    report.in_ledger = _in_ledger(uow_factory, report.acknowledged)
     return report
 
 
@@ -304,6 +314,11 @@ def render(report: Report) -> str:
     def ms(key: str) -> str:
         return "-" if lat[key] is None else f"{lat[key]:.1f}"
 
+    if report.ledger_complete:
+        ledger = f"all {len(report.acknowledged)} acknowledged transfers recorded, once each"
+    else:
+        ledger = (f"INCOMPLETE: {report.in_ledger} of {len(report.acknowledged)} acknowledged "
+                  "transfers recorded")
     lines = [
         f"{report.function} on {report.table}: {report.accounts} accounts, "
         f"{report.threads} threads, seed {report.seed}; {stopped} in {report.seconds:.2f} s",
@@ -317,5 +332,6 @@ def render(report: Report) -> str:
         f"  latency ms            p50 {ms('p50')}  p95 {ms('p95')}  p99 {ms('p99')}"
         f"  max {ms('max')}",
         f"  money                 {money}",
+        f"  ledger                {ledger}",
     ]
     return "\n".join(lines)

@@ -1,17 +1,20 @@
 """Alembic's implementation for the ``auroradsql`` dialect (Alembic ships none).
 
-Imported by ``alembic/env.py`` only: Alembic is a development tool and is not in the
-Lambda layer.
+Imported by ``alembic/env.py``, which runs the migrations from a laptop or from the
+deploy-time migration function.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from alembic.ddl.postgresql import PostgresqlImpl
 from sqlalchemy import Column, Index
 from sqlalchemy.schema import CreateIndex
 from sqlalchemy.types import NullType
 
-from bank.ddl import DSQL_DIALECT, create_index
+from bank.adapters.ddl import DSQL_DIALECT, create_index
 
 
 class AuroraDSQLImpl(PostgresqlImpl):
@@ -27,6 +30,15 @@ class AuroraDSQLImpl(PostgresqlImpl):
 
     __dialect__ = DSQL_DIALECT
     transactional_ddl = False
+
+    #: Runs one statement, retried as the caller decides: ``alembic/env.py`` plugs in the
+    #: project's retry loop, so that a statement refused with OC001 (SQLSTATE 40001: a
+    #: concurrent schema change) runs again. Each statement is its own transaction, so
+    #: running a refused one again is safe.
+    run_statement: Callable[[Callable[[], Any]], Any] = staticmethod(lambda statement: statement())
+
+    def _exec(self, construct: Any, *args: Any, **kw: Any) -> Any:
+        return self.run_statement(lambda: super(AuroraDSQLImpl, self)._exec(construct, *args, **kw))
 
     def create_index(self, index: Index, **kw) -> None:
         # Alembic builds the Index on a stub table holding only the key columns; the

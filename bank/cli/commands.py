@@ -1,4 +1,5 @@
-"""The ``bank`` command: the embedded database, seed data, local invoke and the tools."""
+"""The ``bank`` subcommands but ``tutorial``: the embedded database, seed data, local invoke,
+the loader, the load test and the query lab."""
 
 from __future__ import annotations
 
@@ -7,11 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from bank.errors import BankError
-
 
 def _cmd_db(args: argparse.Namespace) -> int:
-    from bank.embedded import server
+    from bank.adapters.embedded import server
 
     srv = server()
     if args.action == "start":
@@ -33,15 +32,15 @@ def _cmd_db(args: argparse.Namespace) -> int:
 
 
 def _cmd_seed(args: argparse.Namespace) -> int:
-    from bank.database import get_engine
-    from bank.seed import seed
+    from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
+    from bank.services.seed import seed
 
-    print(json.dumps(seed(get_engine())))
+    print(json.dumps(seed(SqlAlchemyUnitOfWork)))
     return 0
 
 
 def _cmd_invoke(args: argparse.Namespace) -> int:
-    from bank.invoke import invoke, read_event
+    from bank.cli.invoke import invoke, read_event
 
     event = read_event(args.event) if args.event else {}
     ok, response = invoke(args.function, event)
@@ -49,62 +48,97 @@ def _cmd_invoke(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _cmd_tutorial(args: argparse.Namespace) -> int:
-    from bank.tutorial import run
-
-    return run(quick=args.quick, uuids=Path(args.uuids) if args.uuids else None)
-
-
 def _cmd_query_lab(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from bank import querylab
-    from bank.database import get_engine
+    from bank.adapters.database import get_engine
+    from bank.adapters.lab import LabDatabase
+    from bank.adapters.settings import get_settings
+    from bank.cli import report
+    from bank.services import querylab
+    from bank.services.retry import RetryPolicy
 
     sizes = [querylab.parse_rows({"rows": n}) for n in args.rows or [querylab.DEFAULT_ROWS]]
-    engine = get_engine()
+    lab = LabDatabase(get_engine())
+    policy = RetryPolicy.from_settings(get_settings())
     runs = []
     for rows in sizes:
-        runs.append(querylab.run_lab(engine, rows))
-        print(querylab.render_table(runs[-1]) + "\n")
+        runs.append(querylab.run_lab(lab, rows, policy))
+        print(report.render_table(runs[-1]) + "\n")
     if args.report:
         command = " ".join(["bank query-lab", *(f"--rows {n}" for n in sizes),
                             "--report", args.report])
-        env = querylab.environment(engine)
-        Path(args.report).write_text(querylab.render_report(runs, env, command))
+        env = report.environment(lab.server_version(), get_settings().target.value)
+        Path(args.report).write_text(report.render_report(runs, env, command))
         print(f"report written to {args.report}")
     return 0
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
+    import dataclasses
     import threading
 
-    from bank.loader import ProgressPrinter, load_accounts, stop_on_signals
-    from bank.settings import get_settings
+    from bank.adapters.database import install_engine, make_engine
+    from bank.adapters.settings import get_settings
+    from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
+    from bank.cli.console import IdsFile, LoadProgress, stop_on_signals
+    from bank.services.loader import load_accounts, validate
+    from bank.services.retry import RetryPolicy
 
+    validate(args.accounts, args.batch, args.threads, args.balance)
+    settings = get_settings()
+    # One connection per worker.
+    install_engine(make_engine(dataclasses.replace(settings, pool_size=args.threads,
+                                                   max_overflow=0)))
     stop = threading.Event()
-    progress = ProgressPrinter(sys.stderr)
-    with stop_on_signals(stop) as received:
-        try:
+    ids = IdsFile(args.out)
+    progress = LoadProgress(sys.stderr, args.accounts)
+    try:
+        with stop_on_signals(stop) as received:
             result = load_accounts(
-                get_settings(), args.accounts, batch=args.batch, threads=args.threads,
-                balance=args.balance, out=args.out, stop=stop, on_progress=progress,
+                SqlAlchemyUnitOfWork, args.accounts, on_batch=ids.write,
+                policy=RetryPolicy.from_settings(settings), batch=args.batch,
+                threads=args.threads, balance=args.balance, stop=stop, on_progress=progress,
             )
-        finally:
-            progress.close()
-    print(result.summary())
+    finally:
+        progress.close()
+        ids.close()
+    what = (f"interrupted: {result.rows} of {result.requested} accounts committed"
+            if result.interrupted else f"loaded {result.rows} accounts")
+    print(f"{what} in {result.seconds:.2f} s ({result.rate:.0f} rows/s); ids in {args.out}")
     return 128 + received[0] if received else 0
+
+
+TRANSFER_FUNCTIONS = {"Ch04Function": "Account", "Ch05Function": "Account",
+                      "Ch06Function": "UuidAccount"}
+
+
+def run_loadtest(function: str, ids: list, **options):
+    """The load test of a template function, its handler invoked in-process (like
+    ``bank invoke``: a fresh Lambda-like context per invocation)."""
+    from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
+    from bank.cli.invoke import LocalContext, apply_environment, resolve
+    from bank.domain import model
+    from bank.services import loadtest
+
+    fn = resolve(function)
+    if fn.logical_id not in TRANSFER_FUNCTIONS:
+        raise loadtest.LoadTestError(
+            f"{fn.logical_id} is not a transfer function: use ch04, ch05 or ch06"
+        )
+    apply_environment(fn)
+    handler = fn.load_handler()
+    kind = getattr(model, TRANSFER_FUNCTIONS[fn.logical_id])
+    return loadtest.run(fn.logical_id, lambda event: handler(event, LocalContext(fn)),
+                        SqlAlchemyUnitOfWork, kind, ids, **options)
 
 
 def _cmd_loadtest(args: argparse.Namespace) -> int:
     import dataclasses
     import threading
 
-    from bank import loadtest
-    from bank.database import install_engine, make_engine
-    from bank.invoke import apply_environment, resolve
-    from bank.loader import stop_on_signals
-    from bank.settings import get_settings
+    from bank.adapters.database import install_engine, make_engine
+    from bank.adapters.settings import get_settings
+    from bank.cli.console import stop_on_signals
+    from bank.services import loadtest
 
     if args.function == "ch06":
         ids: list = loadtest.read_uuids(args.uuids or "uuids.txt", args.accounts)
@@ -114,14 +148,13 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
         ids = list(range(1, args.accounts + 1))
     iters = 1000 if args.iters is None and args.duration is None else args.iters
     loadtest.validate(ids, args.threads, iters, args.duration)
-    apply_environment(resolve(args.function))
     # One connection per thread, or the threads queue for the handlers' small pool.
     settings = dataclasses.replace(get_settings(), pool_size=args.threads, max_overflow=0)
     install_engine(make_engine(settings))
 
     stop = threading.Event()  # Ctrl-C: no new request, the ones in flight finish
     with stop_on_signals(stop) as received:
-        report = loadtest.run(
+        report = run_loadtest(
             args.function, ids, iters=iters, threads=args.threads, duration_s=args.duration,
             seed=args.seed, stop=stop,
             on_progress=lambda p: print(loadtest.render_progress(p), file=sys.stderr, flush=True),
@@ -130,14 +163,20 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
     if not report.conserved:
         print(f"bank: MONEY NOT CONSERVED: {report.balance_before} before, "
               f"{report.balance_after} after", file=sys.stderr)
+    if not report.ledger_complete:
+        print(f"bank: LEDGER INCOMPLETE: {report.in_ledger} of {len(report.acknowledged)} "
+              "acknowledged transfers recorded", file=sys.stderr)
+    if not report.sound:
         return 1
     return 128 + received[0] if received else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     parser = argparse.ArgumentParser(
         prog="bank", description="The DAT401 Aurora DSQL tutorial, in Python."
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error, not just its name and message")
     sub = parser.add_subparsers(dest="command", required=True)
 
     db = sub.add_parser("db", help="manage the embedded PostgreSQL")
@@ -153,12 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("function", help="logical id or short name: Ch04Function, ch04")
     inv.add_argument("--event", "-e", help="JSON event file (default: {})")
     inv.set_defaults(func=_cmd_invoke)
-
-    tut = sub.add_parser("tutorial", help="run every chapter on the configured database")
-    tut.add_argument("--quick", action="store_true", help="smaller data sets")
-    tut.add_argument("--uuids", metavar="FILE",
-                     help="where ch06's loaded account ids go (default: uuids.txt in the repo)")
-    tut.set_defaults(func=_cmd_tutorial)
 
     lab = sub.add_parser("query-lab", help="ch07: setup, query, optimize, query again; compare")
     lab.add_argument("--rows", type=int, action="append",
@@ -190,20 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     lt.add_argument("--seed", type=int, help="same seed, same request sequence; default random")
     lt.add_argument("--json", action="store_true", help="print the report as one JSON object")
     lt.set_defaults(func=_cmd_loadtest)
-    return parser
+    return parser, sub
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except BankError as exc:
-        print(f"bank: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bank: interrupted", file=sys.stderr)
-        return 130
+def dispatch(argv: list[str]) -> int:
+    """Run one subcommand, as from the command line; errors propagate."""
+    parser, _ = build_parser()
+    args = parser.parse_args(argv)
+    return int(args.func(args) or 0)
 
 
-if __name__ == "__main__":
-    sys.exit(main())

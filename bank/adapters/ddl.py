@@ -15,7 +15,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, Index, text
 from sqlalchemy.schema import CreateIndex
 
-from bank.errors import BankError
+from bank.domain.errors import BankError
 
 DSQL_DIALECT = "auroradsql"
 

@@ -23,8 +23,12 @@ from typing import Any
 
 import yaml
 
-from bank.errors import BankError
-from bank.settings import project_root
+from bank.adapters.settings import project_root
+from bank.domain.errors import BankError, InvalidRequest
+
+#: Lambda's limit for a synchronous invocation's payload.
+MAX_EVENT_BYTES = 6 * 1024 * 1024
+MAX_EVENT_DEPTH = 64
 
 
 class UnknownFunction(BankError):
@@ -149,11 +153,42 @@ def invoke(name: str, event: Any) -> tuple[bool, dict]:
         return False, error_response(exc)
 
 
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value, without recursion (a deep file cannot blow the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            if depth <= MAX_EVENT_DEPTH:
+                stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict)
+                                                      else item))
+    return deepest
+
+
+def parse_event(data: bytes, where: str = "the event") -> Any:
+    """A JSON event as Lambda would accept it: UTF-8, at most 6 MB, nested at most 64 deep."""
+    if len(data) > MAX_EVENT_BYTES:
+        raise InvalidRequest(f"{where} is larger than Lambda's {MAX_EVENT_BYTES:,} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"{where} is not UTF-8 (byte {exc.start})") from None
+    try:
+        event = json.loads(text)
+    except RecursionError:
+        raise InvalidRequest(f"{where} is nested more than {MAX_EVENT_DEPTH} deep") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"{where} is not JSON: {exc}") from None
+    if _depth(event) > MAX_EVENT_DEPTH:
+        raise InvalidRequest(f"{where} is nested more than {MAX_EVENT_DEPTH} deep")
+    return event
+
+
 def read_event(path: str) -> Any:
     try:
-        with open(path) as fh:
-            return json.load(fh)
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_EVENT_BYTES + 1)
     except OSError as exc:
         raise BankError(f"cannot read event file {path}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise BankError(f"event file {path} is not JSON: {exc}") from None
+    return parse_event(data, f"event file {path}")

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bank.errors import EmbeddedDatabaseError
+from bank.domain.errors import EmbeddedDatabaseError
 
 DATABASE = "bank"
 SUPERUSER = "postgres"
@@ -34,7 +34,7 @@ START_TIMEOUT_S = 60
 # a development database. A crash may lose the last commits (synchronous_commit off):
 # acceptable for a tutorial database, never for a real one.
 SERVER_CONF = """
-# --- written by bank.embedded ---
+# --- written by bank.adapters.embedded ---
 listen_addresses = '127.0.0.1'
 port = {port}
 unix_socket_directories = ''
@@ -252,7 +252,7 @@ class EmbeddedPostgres:
     def _write_conf(self, port: int) -> None:
         conf = self.pgdata / "postgresql.conf"
         text = conf.read_text()
-        marker = "# --- written by bank.embedded ---"
+        marker = "# --- written by bank.adapters.embedded ---"
         text = text.split("\n" + marker)[0]
         conf.write_text(text + SERVER_CONF.format(port=port))
         self.port_file.write_text(f"{port}\n")
@@ -287,7 +287,7 @@ def _free_port() -> int:
 
 def server(data_dir: Path | None = None) -> EmbeddedPostgres:
     if data_dir is None:
-        from bank.settings import get_settings
+        from bank.adapters.settings import get_settings
 
         data_dir = get_settings().data_dir
     return EmbeddedPostgres(data_dir)

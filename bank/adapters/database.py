@@ -1,0 +1,182 @@
+"""Engines: one factory for the three targets, built once per process.
+
+- ``DATABASE_URL`` / embedded PostgreSQL: psycopg 3 (``postgresql+psycopg``), with a
+  lock and a statement timeout set at connect (no round trip per transaction);
+- Aurora DSQL: ``aurora-dsql-sqlalchemy``'s ``create_dsql_engine``. Its connector mints
+  a fresh IAM token for every new connection (``DbConnectAdmin`` for ``admin``,
+  ``DbConnect`` for any other role) and connects with ``sslmode=verify-full``. Pooled
+  connections are recycled well before DSQL's 60-minute limit.
+
+No pre-ping: it would cost a round trip on every checkout. A dead pooled connection
+(a server restart, a frozen Lambda container) fails its first statement before
+anything was applied; SQLAlchemy then replaces the pool's connections and the unit of
+work runs again (``bank.services.retry``), so no request fails for it.
+
+Every engine gets two hooks:
+
+- ``handle_error``: driver errors become the named errors of ``bank.domain.errors``
+  (``bank.adapters.dberrors.translate``), on every path, ORM or Core;
+- ``do_execute``: in a unit of work, BEGIN travels with the first statement
+  (``bank.adapters.unit_of_work``).
+
+The connections run in psycopg's autocommit mode: the unit of work begins and commits
+its transactions itself. Outside one, every statement is its own transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from psycopg import pq
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import ExceptionContext, make_url
+
+from bank.adapters.dberrors import translate
+from bank.adapters.settings import Settings, Target, get_settings
+from bank.domain.errors import ConfigurationError
+
+#: DSQL runs every transaction at snapshot isolation (REPEATABLE READ in PostgreSQL's
+#: terms); local transactions ask for the same.
+LOCAL_BEGIN = b"BEGIN ISOLATION LEVEL REPEATABLE READ"
+DSQL_BEGIN = b"BEGIN"
+UNIT_OF_WORK = "bank_unit_of_work"  # execution option: the connection of a unit of work
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Accept libpq-style URLs (``postgres://``, ``postgresql://``); use psycopg 3."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def database_url(settings: Settings) -> str:
+    """SQLAlchemy URL of a PostgreSQL target (starts the embedded server if needed)."""
+    if settings.target is Target.URL:
+        assert settings.database_url
+        return sqlalchemy_url(settings.database_url)
+    if settings.target is Target.EMBEDDED:
+        try:
+            from bank.adapters.embedded import ensure_running
+        except ImportError:  # a Lambda artifact ships no embedded server
+            raise ConfigurationError(
+                "no database configured: set CLUSTER_ENDPOINT (Aurora DSQL) or DATABASE_URL"
+            ) from None
+        return ensure_running(settings.data_dir)
+    raise ValueError("Aurora DSQL has no static URL: its password is minted per connection")
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def local_options(settings: Settings) -> str:
+    """Server settings sent with the connection (libpq ``options``)."""
+    options = [
+        f"-c lock_timeout={_ms(settings.lock_timeout_s)}",
+        f"-c statement_timeout={_ms(settings.statement_timeout_s)}",
+    ]
+    if settings.schema:
+        options.append(f"-c search_path={settings.schema}")
+    return " ".join(options)
+
+
+def make_engine(settings: Settings, **overrides: Any) -> Engine:
+    pool: dict[str, Any] = {
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.max_overflow,
+        "pool_recycle": settings.pool_recycle_s,
+    }
+    pool.update(overrides)
+    connect_timeout = max(1, round(settings.connect_timeout_s))
+    # psycopg's autocommit mode: transactions are the unit of work's, which sends BEGIN
+    # itself, with its first statement. Without a unit of work, each statement is a
+    # transaction of its own (on this engine, ``engine.begin()`` opens none).
+    pool["isolation_level"] = "AUTOCOMMIT"
+    if settings.target is Target.DSQL:
+        from aurora_dsql_sqlalchemy import create_dsql_engine
+
+        assert settings.cluster_endpoint and settings.region
+        engine = create_dsql_engine(
+            host=settings.cluster_endpoint,
+            user=settings.db_user,
+            application_name="bank",
+            connect_args={"region": settings.region, "connect_timeout": connect_timeout},
+            **pool,
+        )
+        if settings.schema:
+            _set_search_path(engine, settings.schema)
+    else:
+        url = make_url(database_url(settings))
+        # libpq options of the URL itself (``?options=-c...``) come first, then ours.
+        own = url.query.get("options")
+        options = " ".join(filter(None, [own if isinstance(own, str) else None,
+                                         local_options(settings)]))
+        engine = create_engine(
+            url.difference_update_query(["options"]),
+            connect_args={"options": options, "connect_timeout": connect_timeout},
+            **pool,
+        )
+    event.listen(engine, "handle_error", _named_error)
+    event.listen(engine, "do_execute", _begin_with_first_statement)
+    return engine
+
+
+def _set_search_path(engine: Engine, schema: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, connection_record):  # one round trip per new connection
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        dbapi_connection.execute(f"SET search_path TO {schema}")
+        dbapi_connection.autocommit = autocommit
+
+
+def _named_error(context: ExceptionContext) -> BaseException | None:
+    """``handle_error``: return the named error; SQLAlchemy raises it (after invalidating
+    the pool if the connection was lost)."""
+    return translate(context.original_exception)
+
+
+def _begin_with_first_statement(cursor, statement, parameters, context) -> bool | None:
+    """``do_execute``: in a unit of work, send BEGIN in one pipeline with the first
+    statement: one round trip where psycopg would take two."""
+    conn = cursor.connection
+    if (
+        context is None
+        or context.isddl
+        or not context.execution_options.get(UNIT_OF_WORK)
+        or conn.info.transaction_status != pq.TransactionStatus.IDLE
+    ):
+        return None  # SQLAlchemy executes the statement as usual
+    begin = DSQL_BEGIN if context.dialect.name == "auroradsql" else LOCAL_BEGIN
+    with conn.pipeline():
+        cursor.execute(begin)
+        cursor.execute(statement, parameters)  # the cursor keeps this, the last result
+    return True
+
+
+_engine: Engine | None = None
+_lock = threading.Lock()
+
+
+def get_engine() -> Engine:
+    """The process-wide engine: module-level state a warm Lambda container reuses."""
+    global _engine
+    if _engine is None:
+        with _lock:
+            if _engine is None:
+                _engine = make_engine(get_settings())
+    return _engine
+
+
+def install_engine(engine: Engine | None) -> None:
+    """Replace the process-wide engine (a tool that needs a bigger pool; tests).
+
+    ``None`` forgets it: the next ``get_engine()`` builds one from the settings.
+    """
+    global _engine
+    with _lock:
+        old, _engine = _engine, engine
+    if old is not None and old is not engine:
+        old.dispose()

@@ -1,0 +1,134 @@
+"""The unit of work over a SQLAlchemy ``Session``: one transaction, committed or rolled back.
+
+    with SqlAlchemyUnitOfWork() as uow:
+        balance = uow.accounts(Account).move(1, 2, Decimal("10"))
+        uow.transfers.add(Transfer.record(request, balance))
+        uow.commit()          # nothing is kept unless commit() is called
+
+The sessions come from one module-level ``sessionmaker``, bound to the process-wide engine,
+so a warm Lambda container reuses its pooled connection (ch04).
+
+Round trips. On Aurora DSQL every statement is a network round trip and COMMIT costs
+more, so the unit of work spends as few as it can: its connection runs in psycopg's
+autocommit mode (``bank.adapters.database``) and it drives the transaction itself.
+
+- BEGIN travels in one pipeline with the first statement (``bank.adapters.database``);
+- ``commit()`` sends the pending writes (the ledger entry, and anything the ORM session
+  holds) and COMMIT in one pipeline.
+
+A transfer is therefore two round trips, where SQLAlchemy's defaults take four
+(BEGIN, UPDATE, INSERT, COMMIT).
+
+Errors are named (``bank.adapters.dberrors``). A connection lost during COMMIT raises
+``CommitOutcomeUnknown``: the service settles it by looking the work up.
+``deadline`` (``time.monotonic()``) bounds every wait on the connection
+(``bank.adapters.deadline``): a Lambda's remaining time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+import psycopg
+from psycopg import pq
+from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from bank.adapters import orm  # noqa: F401  (maps the domain classes)
+from bank.adapters.database import UNIT_OF_WORK, get_engine
+from bank.adapters.dberrors import is_connection_failure, translate
+from bank.adapters.deadline import guard
+from bank.adapters.repositories import SqlAlchemyAccounts, SqlAlchemyLedger
+from bank.domain.errors import BankError
+from bank.domain.model import AccountKind
+
+IDLE = pq.TransactionStatus.IDLE
+
+# psycopg logs a warning when a pipeline that already raised (a COMMIT refused: a
+# conflict, a replayed transfer_id) fails again on exit; the first error is the one
+# raised to the caller, named.
+logging.getLogger("psycopg").addFilter(
+    lambda record: not record.getMessage().startswith("error ignored terminating")
+)
+
+_factory: tuple[Engine, sessionmaker[Session]] | None = None
+
+
+def session_factory(engine: Engine | None = None) -> sessionmaker[Session]:
+    """The module-level ``sessionmaker`` of the process-wide engine (built once per engine)."""
+    global _factory
+    engine = engine or get_engine()
+    cached = _factory
+    if cached is None or cached[0] is not engine:
+        bound = engine.execution_options(**{UNIT_OF_WORK: True})
+        cached = _factory = (engine, sessionmaker(bind=bound, expire_on_commit=False,
+                                                  autoflush=False))
+    return cached[1]
+
+
+class SqlAlchemyUnitOfWork:
+    def __init__(self, deadline: float | None = None,
+                 sessions: sessionmaker[Session] | None = None):
+        self._deadline = deadline
+        self._sessions = sessions
+
+    def __enter__(self) -> SqlAlchemyUnitOfWork:
+        self.session = (self._sessions or session_factory())()
+        try:
+            self._connection: Connection = self.session.connection()  # connects if needed
+        except BaseException:
+            self.session.close()
+            raise
+        driver = self._connection.connection.driver_connection
+        assert isinstance(driver, psycopg.Connection)
+        self._driver = driver
+        self._guard = guard(driver, self._deadline)
+        self._guard.__enter__()
+        self.transfers = SqlAlchemyLedger(self.session)
+        self._repositories: dict[Any, SqlAlchemyAccounts] = {}
+        return self
+
+    def accounts(self, kind: AccountKind) -> SqlAlchemyAccounts:
+        repository = self._repositories.get(kind)
+        if repository is None:
+            repository = self._repositories[kind] = SqlAlchemyAccounts(self.session, kind)
+        return repository
+
+    def commit(self) -> None:
+        driver = self._driver
+        if driver.info.transaction_status == IDLE:
+            self.transfers.write_pending()  # only writes: BEGIN travels with the first
+            self.session.flush()
+        if driver.info.transaction_status != IDLE:
+            try:
+                with driver.pipeline():
+                    self.transfers.write_pending()
+                    self.session.flush()
+                    driver.execute(b"COMMIT")
+            except psycopg.Error as exc:
+                if is_connection_failure(exc):
+                    self._connection.invalidate()
+                named = translate(exc, during_commit=True)
+                assert named is not None
+                raise named from exc
+        self.session.commit()  # the ORM's bookkeeping; the database already committed
+
+    def rollback(self) -> None:
+        driver = self._driver
+        if driver.closed or driver.info.transaction_status == IDLE:
+            return
+        try:
+            driver.rollback()
+        except psycopg.Error as exc:
+            self._connection.invalidate()
+            raise translate(exc) or exc from exc
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            with contextlib.suppress(BankError):  # the error in flight, if any, matters more
+                self.rollback()  # a no-op after commit(): the transaction is over
+        finally:
+            self._guard.__exit__(None, None, None)
+            self.session.close()

@@ -1,0 +1,1 @@
+"""The `bank` command and the developer tools (not shipped to Lambda)."""

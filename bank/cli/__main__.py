@@ -1,0 +1,7 @@
+"""``python -m bank.cli``: the ``bank`` command."""
+
+import sys
+
+from bank.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""The ``bank`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from bank.cli.commands import build_parser
+from bank.domain.errors import BankError
+
+
+def _cmd_tutorial(args: argparse.Namespace) -> int:
+    from bank.cli.tutorial import run
+
+    return run(quick=args.quick, uuids=Path(args.uuids) if args.uuids else None)
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, sub = build_parser()
+    tut = sub.add_parser("tutorial", help="run every chapter on the configured database")
+    tut.add_argument("--quick", action="store_true", help="smaller data sets")
+    tut.add_argument("--uuids", metavar="FILE",
+                     help="where ch06's loaded account ids go (default: uuids.txt in the repo)")
+    tut.set_defaults(func=_cmd_tutorial)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except BankError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"bank: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bank: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

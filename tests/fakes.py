@@ -1,0 +1,110 @@
+"""An in-memory unit of work, for the service tests: the services' protocols, no database.
+
+It keeps accounts and ledger entries in dictionaries, copies them on entry and keeps
+the copy only on ``commit()``, like a transaction. Conflicts and lost connections are
+injected by the tests (``fail_next``).
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from bank.domain.errors import TransferAlreadyRecorded
+from bank.domain.model import Account, Transfer, UuidAccount
+
+
+class FakeAccounts:
+    def __init__(self, kind, rows: dict):
+        self.kind, self.rows = kind, rows
+
+    def get(self, account_id: Any):
+        return self.rows.get(account_id)
+
+    def move(self, payer_id: Any, payee_id: Any, amount: Decimal) -> Decimal | None:
+        payer, payee = self.rows.get(payer_id), self.rows.get(payee_id)
+        if payer is None or payee is None or not payer.can_pay(amount):
+            return None
+        payer.balance -= amount
+        payee.balance += amount
+        return payer.balance
+
+    def put_many(self, ids, balance: Decimal) -> int:
+        n = 0
+        for i in ids:
+            self.rows[i] = self.kind(i, balance)
+            n += 1
+        return n
+
+    def create_many(self, count: int, balance: Decimal) -> list[str]:
+        ids = [uuid.uuid4() for _ in range(count)]
+        self.put_many(ids, balance)
+        return [str(i) for i in ids]
+
+    def exists(self, account_id: Any) -> bool:
+        return account_id in self.rows
+
+    def total(self, ids) -> tuple[int, Decimal]:
+        found = [self.rows[i] for i in ids if i in self.rows]
+        return len(found), sum((a.balance for a in found), Decimal(0))
+
+
+class FakeLedger:
+    def __init__(self, rows: dict):
+        self.rows = rows
+
+    def add(self, transfer: Transfer) -> None:
+        if transfer.id in self.rows:
+            raise TransferAlreadyRecorded("already in the ledger")
+        self.rows[transfer.id] = transfer
+
+    def get(self, transfer_id: uuid.UUID) -> Transfer | None:
+        return self.rows.get(transfer_id)
+
+    def count(self, ids) -> int:
+        return sum(1 for i in ids if i in self.rows)
+
+
+class FakeStore:
+    """What the fake 'database' holds, shared by the units of work made from it."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict] = {"Account": {}, "UuidAccount": {}, "ledger": {}}
+        # Raised by the next commit(s); with True, that commit happened all the same
+        # (a lost reply to COMMIT).
+        self.fail_next: list[tuple[BaseException, bool]] = []
+        self.commits = 0
+
+    def factory(self, deadline: float | None = None) -> FakeUnitOfWork:
+        return FakeUnitOfWork(self, deadline)
+
+
+class FakeUnitOfWork:
+    def __init__(self, store: FakeStore, deadline: float | None = None):
+        self.store, self.deadline = store, deadline
+
+    def __enter__(self) -> FakeUnitOfWork:
+        self.working = copy.deepcopy(self.store.tables)
+        self.transfers = FakeLedger(self.working["ledger"])
+        return self
+
+    def accounts(self, kind) -> FakeAccounts:
+        return FakeAccounts(kind, self.working[kind.__name__])
+
+    def commit(self) -> None:
+        if self.store.fail_next:
+            error, committed = self.store.fail_next.pop(0)
+            if committed:
+                self.store.tables = self.working
+                self.store.commits += 1
+            raise error
+        self.store.tables = self.working
+        self.store.commits += 1
+
+    def __exit__(self, *exc_info) -> None:
+        self.working = {}
+
+
+__all__ = ["Account", "FakeStore", "UuidAccount"]
