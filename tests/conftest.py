@@ -61,7 +61,8 @@ class Schema:
         self.server = server
         self.name = f"{prefix}_{secrets.token_hex(4)}"
         self.url = in_schema(server, self.name)
-        self.admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        # Pre-pinged: fault tests kill backends, this engine's included.
+        self.admin = create_engine(server, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
 
     def create(self, migrate: bool = True) -> Schema:
         with self.admin.connect() as conn:

@@ -12,7 +12,7 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from bank.domain.errors import TransferAlreadyRecorded
+from bank.domain.errors import DatabaseUnavailable, TransferAlreadyRecorded
 from bank.domain.model import Account, Transfer, UuidAccount
 
 
@@ -52,8 +52,8 @@ class FakeAccounts:
 
 
 class FakeLedger:
-    def __init__(self, rows: dict):
-        self.rows = rows
+    def __init__(self, rows: dict, store: FakeStore):
+        self.rows, self.store = rows, store
 
     def add(self, transfer: Transfer) -> None:
         if transfer.id in self.rows:
@@ -61,6 +61,9 @@ class FakeLedger:
         self.rows[transfer.id] = transfer
 
     def get(self, transfer_id: uuid.UUID) -> Transfer | None:
+        if self.store.fail_reads:
+            self.store.fail_reads -= 1
+            raise DatabaseUnavailable("injected: the ledger cannot be read")
         return self.rows.get(transfer_id)
 
     def count(self, ids) -> int:
@@ -75,6 +78,7 @@ class FakeStore:
         # Raised by the next commit(s); with True, that commit happened all the same
         # (a lost reply to COMMIT).
         self.fail_next: list[tuple[BaseException, bool]] = []
+        self.fail_reads = 0  # ledger lookups that fail with DatabaseUnavailable
         self.commits = 0
 
     def factory(self, deadline: float | None = None) -> FakeUnitOfWork:
@@ -87,7 +91,7 @@ class FakeUnitOfWork:
 
     def __enter__(self) -> FakeUnitOfWork:
         self.working = copy.deepcopy(self.store.tables)
-        self.transfers = FakeLedger(self.working["ledger"])
+        self.transfers = FakeLedger(self.working["ledger"], self.store)
         return self
 
     def accounts(self, kind) -> FakeAccounts:

@@ -25,7 +25,10 @@ its transactions itself. Outside one, every statement is its own transaction.
 
 from __future__ import annotations
 
+import math
 import threading
+import time
+from contextvars import ContextVar
 from typing import Any
 
 from psycopg import pq
@@ -34,13 +37,17 @@ from sqlalchemy.engine import ExceptionContext, make_url
 
 from bank.adapters.dberrors import translate
 from bank.adapters.settings import Settings, Target, get_settings
-from bank.domain.errors import ConfigurationError
+from bank.domain.errors import ConfigurationError, DatabaseTimeout
 
 #: DSQL runs every transaction at snapshot isolation (REPEATABLE READ in PostgreSQL's
 #: terms); local transactions ask for the same.
 LOCAL_BEGIN = b"BEGIN ISOLATION LEVEL REPEATABLE READ"
 DSQL_BEGIN = b"BEGIN"
 UNIT_OF_WORK = "bank_unit_of_work"  # execution option: the connection of a unit of work
+
+#: The deadline (``time.monotonic()``) of the unit of work running in this context: a new
+#: connection's ``connect_timeout`` never outlasts it (``bank.adapters.unit_of_work``).
+current_deadline: ContextVar[float | None] = ContextVar("bank_deadline", default=None)
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -120,7 +127,21 @@ def make_engine(settings: Settings, **overrides: Any) -> Engine:
         )
     event.listen(engine, "handle_error", _named_error)
     event.listen(engine, "do_execute", _begin_with_first_statement)
+    event.listen(engine, "do_connect", _connect_within_deadline)
     return engine
+
+
+def _connect_within_deadline(dialect, connection_record, cargs, cparams) -> None:
+    """``do_connect``: no longer than the caller's deadline allows (whole seconds, as libpq
+    counts them). Not called for DSQL's connector, whose timeout stays the setting's."""
+    deadline = current_deadline.get()
+    if deadline is None:
+        return
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise DatabaseTimeout("no time left to connect; nothing was committed")
+    cparams["connect_timeout"] = max(1, min(int(cparams.get("connect_timeout", 5)),
+                                            math.ceil(remaining)))
 
 
 def _set_search_path(engine: Engine, schema: str) -> None:

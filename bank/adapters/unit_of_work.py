@@ -37,7 +37,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bank.adapters import orm  # noqa: F401  (maps the domain classes)
-from bank.adapters.database import UNIT_OF_WORK, get_engine
+from bank.adapters.database import UNIT_OF_WORK, current_deadline, get_engine
 from bank.adapters.dberrors import is_connection_failure, translate
 from bank.adapters.deadline import guard
 from bank.adapters.repositories import SqlAlchemyAccounts, SqlAlchemyLedger
@@ -76,11 +76,14 @@ class SqlAlchemyUnitOfWork:
 
     def __enter__(self) -> SqlAlchemyUnitOfWork:
         self.session = (self._sessions or session_factory())()
+        token = current_deadline.set(self._deadline)
         try:
             self._connection: Connection = self.session.connection()  # connects if needed
         except BaseException:
             self.session.close()
             raise
+        finally:
+            current_deadline.reset(token)
         driver = self._connection.connection.driver_connection
         assert isinstance(driver, psycopg.Connection)
         self._driver = driver

@@ -5,8 +5,9 @@ A transfer is one unit of work:
 1. ``accounts.move``: ONE statement moves the money between both accounts if both exist
    and the payer can pay (the domain's rule, applied by the database), and returns the
    payer's new balance;
-2. if nothing moved, the domain's ``check_transfer`` says why, from the same snapshot, in
-   the original's order and words; if it finds nothing wrong, another transaction changed
+2. if nothing moved, the request may be a replay (its ``transfer_id`` is in the ledger);
+   if not, the domain's ``check_transfer`` says why, from the same snapshot, in the
+   original's order and words; if it finds nothing wrong, another transaction changed
    the rows in between: a conflict;
 3. the ledger entry (``Transfer``) is added and the unit of work commits: the balances
    and the entry together, or neither.
@@ -78,6 +79,10 @@ def transfer(uow_factory: UnitOfWorkFactory, kind: AccountKind, request: Transfe
             accounts = uow.accounts(kind)
             balance = accounts.move(request.payer_id, request.payee_id, request.amount)
             if balance is None:
+                # Nothing moved. A replay is answered with its first outcome, whatever the
+                # balances say now; otherwise the rules say why, from the same snapshot.
+                if uow.transfers.get(request.transfer_id) is not None:
+                    raise TransferAlreadyRecorded("this transfer_id is already in the ledger")
                 payer, payee = accounts.get(request.payer_id), accounts.get(request.payee_id)
                 check_transfer(payer, payee, request.amount)  # raises the rule broken
                 raise TransactionConflict("the accounts changed while the transfer ran")

@@ -1,0 +1,224 @@
+"""Faults on a real server: a lost COMMIT reply, killed backends, held locks, a silent server.
+
+A proxy between the application and the server (``benchmarks/netproxy.py``) lets COMMIT
+through and drops its reply; backends are killed with ``pg_terminate_backend``; a row lock
+is held by another connection; a socket that accepts and never answers stands in for a
+server that hangs. Each time the caller sees a named outcome, and the money moves once.
+
+Local PostgreSQL only, where it needs a superuser (``pg_terminate_backend`` on another
+role's backend) or a proxy in front of the server: Aurora DSQL has neither.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections import Counter
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from bank.adapters import database, settings
+from bank.domain import errors
+from benchmarks.netproxy import Proxy
+from tests.conftest import balances
+
+
+class Context:
+    """A Lambda context with ``seconds`` left."""
+
+    def __init__(self, seconds: float):
+        self.deadline = time.monotonic() + seconds
+        self.aws_request_id = str(uuid.uuid4())
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+@pytest.fixture
+def through(server_url, test_schema, database_url):
+    """Point the application at ``host:port`` (a proxy, a silent socket) for one test."""
+    saved = os.environ["DATABASE_URL"]
+
+    def use(port: int, host: str = "127.0.0.1") -> None:
+        url = make_url(server_url).set(host=host, port=port)
+        os.environ["DATABASE_URL"] = url.render_as_string(hide_password=False)
+        settings.get_settings.cache_clear()
+        database.install_engine(None)
+
+    yield use
+    os.environ["DATABASE_URL"] = saved
+    settings.get_settings.cache_clear()
+    database.install_engine(None)
+
+
+@pytest.fixture
+def proxy(server_url, through):
+    url = make_url(server_url)
+    p = Proxy(url.host or "127.0.0.1", url.port or 5432).start()
+    through(p.listen_port)
+    yield p
+    p.stop()
+
+
+def ledger(engine, transfer_id) -> list:
+    with engine.connect() as conn:
+        return conn.execute(text("SELECT payer_balance FROM transfers WHERE id = :id"),
+                            {"id": transfer_id}).scalars().all()
+
+
+@pytest.mark.parametrize("chapter", ["ch04", "ch05"])
+def test_a_lost_commit_reply_is_settled_and_the_money_moves_once(engine, make_accounts, proxy,
+                                                                  chapter):
+    from bank.handlers import ch04, ch05
+
+    handler = {"ch04": ch04, "ch05": ch05}[chapter].handler
+    payer, payee = make_accounts(2, balance=100)
+    event = {"payer_id": payer, "payee_id": payee, "amount": "7",
+             "transfer_id": str(uuid.uuid4())}
+    handler({"payer_id": payer, "payee_id": payee, "amount": "1"})  # connected, warm
+    proxy.drop_after_commit = True
+    response = handler(event, Context(30))
+    assert proxy.stats.commits_dropped == 1, "COMMIT's reply was not dropped: proved nothing"
+    # The COMMIT went through, its reply did not: the ledger settled it, as a success.
+    assert response["payer_balance"] == "92.000000" and "replayed" not in response
+    assert balances(engine, [payer, payee]) == {payer: Decimal(92), payee: Decimal(108)}
+    assert ledger(engine, event["transfer_id"]) == [Decimal(92)]
+    # The caller, unsure, sends it again: the first outcome, no second transfer.
+    again = handler(event, Context(30))
+    assert (again["payer_balance"], again["replayed"]) == ("92.000000", True)
+    assert balances(engine, [payer, payee]) == {payer: Decimal(92), payee: Decimal(108)}
+
+
+def test_killed_backends_give_named_errors_and_lose_no_transfer(engine, make_accounts):
+    """Backends killed every few milliseconds under 4 writers: callers see named errors
+    only, money is conserved, and every acknowledged transfer is in the ledger once."""
+    from bank.handlers import ch05
+
+    ids = make_accounts(20, balance=100)
+    stop = threading.Event()
+    acknowledged: list[str] = []
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def writer(n: int) -> None:
+        rng = random.Random(n)
+        while not stop.is_set():
+            payer, payee = rng.sample(ids, 2)
+            event = {"payer_id": payer, "payee_id": payee, "amount": f"{rng.randint(1, 500) / 100}"}
+            try:
+                response = ch05.handler(event, Context(30))
+            except errors.BankError as exc:
+                with lock:
+                    outcomes[type(exc).__name__] += 1
+            except Exception as exc:  # noqa: BLE001 - a raw error is the failure looked for
+                with lock:
+                    outcomes[f"RAW {type(exc).__module__}.{type(exc).__name__}"] += 1
+            else:
+                with lock:
+                    acknowledged.append(response["transfer_id"])
+                    outcomes["ok"] += 1
+
+    killed = 0
+    writers = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for w in writers:
+        w.start()
+    try:
+        with engine.connect() as admin:
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                time.sleep(0.02)
+                killed += sum(admin.execute(text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE pid <> pg_backend_pid() AND datname = current_database() "
+                    "AND backend_type = 'client backend' AND application_name <> 'admin'"
+                )).scalars())
+    except errors.DatabaseUnavailable:
+        pass  # the killer's own connection went too
+    finally:
+        stop.set()
+        for w in writers:
+            w.join()
+    assert killed > 10, f"only {killed} backends killed: the test proved little"
+    assert not [name for name in outcomes if name.startswith("RAW")], outcomes
+    assert outcomes["ok"] > 0
+    after = balances(engine, ids)
+    assert sum(after.values()) == Decimal(2000) and min(after.values()) >= 0
+    with engine.connect() as conn:
+        recorded = conn.execute(text("SELECT count(*) FROM transfers WHERE id = ANY(:ids)"),
+                                {"ids": [uuid.UUID(t) for t in acknowledged]}).scalar()
+    assert recorded == len(acknowledged) == len(set(acknowledged))
+
+
+def test_a_lock_held_elsewhere_never_outlasts_the_lambdas_time(engine, make_accounts):
+    from bank.handlers import ch05
+
+    payer, payee = make_accounts(2, balance=100)
+    with engine.connect() as holder:
+        holder.execute(text("BEGIN"))
+        holder.execute(text("UPDATE accounts SET balance = balance WHERE id = :id"),
+                       {"id": payer})
+        start = time.monotonic()
+        with pytest.raises(errors.BankError) as info:
+            ch05.handler({"payer_id": payer, "payee_id": payee, "amount": "1"}, Context(3))
+        elapsed = time.monotonic() - start
+        holder.execute(text("ROLLBACK"))
+    assert elapsed < 3, f"waited {elapsed:.1f} s with 3 s left"
+    assert type(info.value).__name__ in {"ConflictRetriesExhausted", "DatabaseTimeout"}
+    assert info.value.applied is False
+    assert balances(engine, [payer]) == {payer: Decimal(100)}
+
+
+def test_a_server_that_never_answers_never_outlasts_the_lambdas_time(through):
+    from bank.handlers import ch05
+
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts, never speaks
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        silent.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                accepted.append(silent.accept()[0])
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept)
+    thread.start()
+    through(silent.getsockname()[1])
+    try:
+        start = time.monotonic()
+        with pytest.raises(errors.BankError) as info:
+            ch05.handler({"payer_id": 1, "payee_id": 2, "amount": "1"}, Context(4))
+        elapsed = time.monotonic() - start
+    finally:
+        stop.set()
+        thread.join()
+        for s in accepted:
+            s.close()
+        silent.close()
+    assert accepted, "nothing connected: the test proved nothing"
+    assert elapsed < 4, f"blocked {elapsed:.1f} s with 4 s left"
+    assert type(info.value).__name__ in {"DatabaseUnavailable", "DatabaseTimeout"}
+
+
+def test_a_transfer_takes_two_round_trips(make_accounts, proxy):
+    """BEGIN travels with the move, the ledger entry with COMMIT (the original took four)."""
+    from bank.handlers import ch03, ch05
+
+    payer, payee = make_accounts(2, balance=100)
+    ch05.handler({"payer_id": payer, "payee_id": payee, "amount": "1"})  # connected, warm
+    for _ in range(3):
+        before = proxy.stats.snapshot()[0]
+        ch05.handler({"payer_id": payer, "payee_id": payee, "amount": "1"})
+        assert proxy.stats.snapshot()[0] - before == 2
+    before = proxy.stats.snapshot()[0]
+    ch03.handler({"id": payer})
+    assert proxy.stats.snapshot()[0] - before <= 2
