@@ -1,72 +1,76 @@
 """Benchmark: ``bank load`` against the fastest server-side form of the same work.
 
 Baseline: pgbench (the C client shipped with the embedded PostgreSQL), prepared protocol
-(``--protocol simple`` for the slower unprepared form),
-T clients on T threads, each transaction one statement of 1000 rows whose ids are
-returned to the client:
+(``--protocol simple`` for the slower unprepared form), T clients on T threads, each
+transaction one statement of 1000 rows whose ids are returned to the client:
 
     INSERT INTO accounts2 (balance) SELECT 100 FROM generate_series(1, 1000) RETURNING id
 
-Then ``bank.services.loader.load_accounts`` (what ``bank load`` runs) with batches of 1000 and T
-threads, ids written to a file. Both are timed by the wall clock, connections included.
-Every measurement starts from an empty accounts2 in a scratch database created on the
-server and dropped at the end; baseline and bank load alternate (ABBA), and the median
+Then what ``bank load`` runs (``bank.services.loader.load_accounts`` through the unit of
+work, batches of 1000, T threads, the ids written to a file). Both are timed by the wall
+clock, connections included, in a scratch schema migrated by Alembic; every measurement
+starts from an empty accounts2; baseline and bank load alternate (ABBA), and the median
 of ``--repeat`` runs is reported.
 
-    .venv/bin/python benchmarks/load.py [--rows 200000] [--threads 1,2,4] [--repeat 3]
+    .venv/bin/python -m benchmarks.load [--rows 200000] [--threads 1,2,4] [--repeat 3]
 
-Server: DATABASE_URL's if set, else the embedded PostgreSQL (started if needed).
-Local PostgreSQL only: it needs CREATE DATABASE and pgbench.
+Server: DATABASE_URL's if set, else the embedded PostgreSQL. Local PostgreSQL only: it
+needs pgbench and a superuser to make the scratch schema.
 """
 
 from __future__ import annotations
 
 import argparse
-import secrets
+import dataclasses
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from bank.adapters.database import database_url
-from bank.adapters.embedded import pg_bin
-from bank.adapters.orm import Account2
+from bank.adapters.database import database_url, install_engine, make_engine
 from bank.adapters.settings import Settings
+from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from bank.cli.console import IdsFile
 from bank.services.loader import load_accounts
+from bank.services.retry import RetryPolicy
+from benchmarks.common import pgbench, scratch_schema, with_schema
 
 BATCH = 1000
 SCRIPT = "INSERT INTO accounts2 (balance) SELECT 100 FROM generate_series(1, 1000) RETURNING id;\n"
 
 
-def reset_table(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        Account2.__table__.drop(engine, checkfirst=True)
-        Account2.__table__.create(engine)
-    finally:
-        engine.dispose()
+def empty_table(url: str) -> None:
+    """DELETE, not TRUNCATE (DSQL has none): in batches, as a transaction holds 3,000 rows."""
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        while conn.execute(text(
+            "DELETE FROM accounts2 WHERE id IN (SELECT id FROM accounts2 LIMIT 3000)"
+        )).rowcount:
+            pass
+    engine.dispose()
 
 
-def baseline(url: str, rows: int, threads: int, workdir: Path, protocol: str) -> float:
-    script = workdir / "insert.sql"
-    script.write_text(SCRIPT)
-    libpq = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    cmd = [pg_bin("pgbench"), "-n", "-M", protocol, "-f", str(script)]
-    cmd += ["-c", str(threads), "-j", str(threads), "-t", str(rows // BATCH // threads), libpq]
+def baseline(server: str, schema: str, rows: int, threads: int, _: Path, protocol: str) -> float:
     started = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    pgbench(server, schema, SCRIPT, "-M", protocol, "-c", str(threads), "-j", str(threads),
+            "-t", str(rows // BATCH // threads))
     return rows / (time.perf_counter() - started)
 
 
-def bank_load(url: str, rows: int, threads: int, workdir: Path, protocol: str) -> float:
-    settings = Settings.from_env({"DATABASE_URL": url})
+def bank_load(server: str, schema: str, rows: int, threads: int, workdir: Path, _: str) -> float:
+    settings = Settings.from_env({"DATABASE_URL": server, "BANK_SCHEMA": schema})
     started = time.perf_counter()
-    result = load_accounts(settings, rows, batch=BATCH, threads=threads, out=workdir / "uuids.txt")
+    install_engine(make_engine(dataclasses.replace(settings, pool_size=threads, max_overflow=0)))
+    ids = IdsFile(workdir / "uuids.txt")
+    try:
+        result = load_accounts(SqlAlchemyUnitOfWork, rows, on_batch=ids.write, batch=BATCH,
+                               threads=threads, policy=RetryPolicy.from_settings(settings))
+    finally:
+        ids.close()
+        install_engine(None)
     seconds = time.perf_counter() - started
     assert result.rows == rows, result
     return rows / seconds
@@ -77,40 +81,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=200_000, help="rows per measurement")
     parser.add_argument("--threads", default="1,2,4", help="thread counts, comma-separated")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
-    parser.add_argument(
-        "--protocol",
-        choices=["prepared", "simple"],
-        default="prepared",
-        help="pgbench's query protocol; prepared (the default) is the faster baseline",
-    )
+    parser.add_argument("--protocol", choices=["prepared", "simple"], default="prepared",
+                        help="pgbench's query protocol; prepared (the default) is faster")
     args = parser.parse_args(argv)
 
     server = database_url(Settings.from_env())
-    scratch = f"bank_bench_{secrets.token_hex(4)}"
-    url = make_url(server).set(database=scratch).render_as_string(hide_password=False)
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{scratch}"'))
-    print(f"server {make_url(server).render_as_string()}, scratch database {scratch}")
-    print(f"{'threads':>7} {'rows':>9} {'baseline rows/s':>16} {'bank load rows/s':>17} ratio")
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            for threads in (int(t) for t in args.threads.split(",")):
-                rows = args.rows // (BATCH * threads) * BATCH * threads
-                runs: dict[str, list[float]] = {"baseline": [], "bank": []}
-                order = [("baseline", baseline), ("bank", bank_load)]
-                for _ in range(args.repeat):
-                    order.reverse()  # ABBA...: drift in the machine's load cancels out
-                    for name, measure in order:
-                        reset_table(url)
-                        runs[name].append(measure(url, rows, threads, Path(tmp), args.protocol))
-                base, bank = (statistics.median(runs[k]) for k in ("baseline", "bank"))
-                print(f"{threads:>7} {rows:>9} {base:>16,.0f} {bank:>17,.0f} {bank / base:>6.2f}")
-                sys.stdout.flush()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_schema(server) as schema, tempfile.TemporaryDirectory() as tmp:
+        with create_engine(server).connect() as conn:
+            version = conn.execute(text("SHOW server_version")).scalar()
+        print(f"server: PostgreSQL {version}; scratch schema {schema}; median of {args.repeat}")
+        print(f"{'threads':>7} {'rows':>9} {'baseline rows/s':>16} {'bank load rows/s':>17} ratio")
+        for threads in (int(t) for t in args.threads.split(",")):
+            rows = args.rows // (BATCH * threads) * BATCH * threads
+            runs: dict[str, list[float]] = {"baseline": [], "bank": []}
+            order = [("baseline", baseline), ("bank", bank_load)]
+            for _ in range(args.repeat):
+                order.reverse()  # ABBA...: drift in the machine's load cancels out
+                for name, measure in order:
+                    empty_table(with_schema(server, schema))
+                    runs[name].append(measure(server, schema, rows, threads, Path(tmp),
+                                              args.protocol))
+            base, bank = (statistics.median(runs[k]) for k in ("baseline", "bank"))
+            print(f"{threads:>7} {rows:>9} {base:>16,.0f} {bank:>17,.0f} {bank / base:>6.2f}")
+            sys.stdout.flush()
     return 0
 
 

@@ -171,6 +171,19 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
     return 128 + received[0] if received else 0
 
 
+def _cmd_chaos(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from bank.cli import chaos
+
+    with tempfile.TemporaryDirectory(prefix="bank-chaos-") as tmp:
+        data_dir = Path(args.data_dir) if args.data_dir else Path(tmp)
+        report = chaos.run(data_dir, duration_s=args.duration, workers=args.workers,
+                           kill_every_s=args.kill_every, crash=not args.no_crash, seed=args.seed)
+    print(report.render())
+    return 0 if report.sound else 1
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     parser = argparse.ArgumentParser(
         prog="bank", description="The DAT401 Aurora DSQL tutorial, in Python."
@@ -223,6 +236,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     lt.add_argument("--seed", type=int, help="same seed, same request sequence; default random")
     lt.add_argument("--json", action="store_true", help="print the report as one JSON object")
     lt.set_defaults(func=_cmd_loadtest)
+
+    ch = sub.add_parser("chaos", help="transfers while backends are killed and the server "
+                                      "crashes; then audit money and ledger (local only)")
+    ch.add_argument("--duration", type=float, default=20, help="seconds; default 20")
+    ch.add_argument("--workers", type=int, default=6, help="default 6")
+    ch.add_argument("--kill-every", type=float, default=2, metavar="S",
+                    help="kill every client backend this often; default 2 s")
+    ch.add_argument("--no-crash", action="store_true", help="no postmaster crash half-way")
+    ch.add_argument("--seed", type=int, default=0)
+    ch.add_argument("--data-dir", help="the throwaway server's data; default a temp dir")
+    ch.set_defaults(func=_cmd_chaos)
     return parser, sub
 
 

@@ -47,13 +47,15 @@ def _bank(*args: str) -> None:
         raise SystemExit(code)
 
 
-def migrate() -> None:
+def migrate(quiet: bool = False) -> None:
+    """``alembic upgrade head`` on the configured database (``quiet``: no progress lines)."""
     from alembic import command
     from alembic.config import Config
 
     root = project_root()
     cfg = Config(str(root / "alembic.ini"))
     cfg.set_main_option("script_location", str(root / "alembic"))
+    cfg.attributes["configure_logger"] = not quiet
     command.upgrade(cfg, "head")
 
 

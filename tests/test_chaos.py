@@ -1,0 +1,23 @@
+"""``bank chaos``: transfers while backends are killed and the server crashes, then an audit.
+
+Local only (it kills a server of its own, in a temp dir); bounded: 16 s of load.
+"""
+
+import pytest
+
+from bank.cli import chaos
+
+
+@pytest.mark.slow
+def test_no_acknowledged_transfer_is_lost_or_doubled_under_faults(tmp_path, capsys):
+    report = chaos.run(tmp_path / "chaos", duration_s=16, workers=6, kill_every_s=2)
+    print(report.render())  # the figures, in the test log
+    assert report.crashes == 1 and report.backends_killed > 0, "no fault injected"
+    assert report.recovery_s is not None, "no transfer acknowledged after the crash"
+    assert report.outcomes["ok"] > 100, report.outcomes
+    assert not report.raw_errors, report.raw_errors
+    assert report.negative == 0
+    assert all(before == after for before, after in report.totals.values()), report.totals
+    assert report.in_ledger_once == report.acknowledged, "an acknowledged transfer is missing"
+    assert not report.unexplained, report.unexplained
+    assert report.sound
