@@ -36,12 +36,22 @@ BUILD_DIR = Path(tempfile.gettempdir()) / "bank-dsql-strict"
 
 @dataclass
 class Target:
-    """Where a test connects: a DSN (libpq keywords) for a superuser, strict mode loaded."""
+    """Where a test connects, as the superuser postgres, strict mode loaded."""
 
     name: str
-    dsn: str
+    port: int
+    dbname: str
+    options: str = ""  # libpq options every connection needs (session_preload_libraries)
     log_file: Path | None = None
     cleanup: list = field(default_factory=list)
+
+    @property
+    def dsn(self) -> str:
+        dsn = f"host=127.0.0.1 port={self.port} user=postgres dbname={self.dbname}"
+        return dsn + (f" options='{self.options}'" if self.options else "")
+
+    def url(self, dialect: str = "postgresql+psycopg") -> str:
+        return f"{dialect}://postgres@127.0.0.1:{self.port}/{self.dbname}"
 
     def connect(self, **kwargs) -> psycopg.Connection:
         kwargs.setdefault("autocommit", True)
@@ -114,10 +124,9 @@ class ThrowawayServer:
             fh.write("\n# --- tests/strict ---\n" + conf_lines(extra))
         self._run([pg_bin("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file), "-w",
                    "-t", "60", "start"], timeout=90)
-        dsn = f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        target = Target("embedded", self.port, "postgres", log_file=self.log_file)
+        with target.connect() as conn:
             install_sys(conn)
-        target = Target("embedded", dsn, self.log_file)
         target.cleanup.append(self.stop)
         return target
 
@@ -156,8 +165,7 @@ def system_target() -> tuple[Target | None, str]:
     dbname = f"bank_strict_{os.getpid()}"
     admin.execute(f"DROP DATABASE IF EXISTS {dbname}")
     admin.execute(f"CREATE DATABASE {dbname}")
-    dsn = f"{SYSTEM_DSN} dbname={dbname} options='{session_options(so)}'"
-    target = Target("system-pg", dsn)
+    target = Target("system-pg", 5432, dbname, options=session_options(so))
 
     def drop() -> None:
         admin.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
@@ -165,7 +173,7 @@ def system_target() -> tuple[Target | None, str]:
 
     target.cleanup.append(drop)
     try:
-        with psycopg.connect(dsn, autocommit=True) as conn:
+        with target.connect() as conn:
             loaded = conn.execute("SELECT current_setting('dsql_strict.enabled', true)")
             if loaded.fetchone()[0] != "on":
                 raise StrictModeUnavailable("dsql_strict did not load in the session")
