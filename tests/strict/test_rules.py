@@ -174,6 +174,15 @@ def test_row_cap_counts_every_statement_of_the_transaction(db):
     conn.execute("COMMIT")
 
 
+def test_row_cap_with_returning(db):
+    conn = db()
+    conn.execute("CREATE TABLE baseline_bulk (id int)")
+    _expect(conn, "INSERT INTO baseline_bulk SELECT generate_series(1, 3001) RETURNING id",
+            "54000", ROW_LIMIT)
+    cur = conn.execute("INSERT INTO baseline_bulk SELECT generate_series(1, 3000) RETURNING id")
+    assert len(cur.fetchall()) == 3000
+
+
 def test_row_cap_counts_copy_from(db):
     conn = db()
     conn.execute("CREATE TABLE baseline_copy (id int)")
