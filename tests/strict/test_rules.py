@@ -183,6 +183,23 @@ def test_row_cap_with_returning(db):
     assert len(cur.fetchall()) == 3000
 
 
+def test_row_cap_counts_writable_ctes(db):
+    conn = db()
+    conn.execute("CREATE TABLE baseline_bulk (id int)")
+    conn.execute("CREATE TABLE baseline_bulk2 (id int)")
+    _expect(conn, "WITH i AS (INSERT INTO baseline_bulk SELECT generate_series(1, 3001) "
+                  "RETURNING id) SELECT count(*) FROM i", "54000", ROW_LIMIT)
+    _expect(conn, "WITH i AS (INSERT INTO baseline_bulk SELECT generate_series(1, 3001)) "
+                  "SELECT 1", "54000", ROW_LIMIT)
+    conn.execute("INSERT INTO baseline_bulk SELECT generate_series(1, 2000)")
+    # 2000 deleted by the CTE + 2000 inserted by the statement
+    _expect(conn, "WITH d AS (DELETE FROM baseline_bulk RETURNING id) "
+                  "INSERT INTO baseline_bulk2 SELECT id FROM d", "54000", ROW_LIMIT)
+    conn.execute("WITH d AS (DELETE FROM baseline_bulk WHERE id <= 1500 RETURNING id) "
+                 "INSERT INTO baseline_bulk2 SELECT id FROM d")  # 3000: accepted
+    assert conn.execute("SELECT count(*) FROM baseline_bulk2").fetchone() == (1500,)
+
+
 def test_row_cap_counts_copy_from(db):
     conn = db()
     conn.execute("CREATE TABLE baseline_copy (id int)")

@@ -20,7 +20,8 @@
  *                            execution of a prepared statement;
  *   ExecutorStart_hook       marks the transaction as having run DML;
  *   ExecutorEnd_hook         adds es_processed of INSERT/UPDATE/DELETE/MERGE
- *                            to the transaction's row count (54000 past it);
+ *                            (and the rows of writable CTEs) to the
+ *                            transaction's row count (54000 past it);
  *   RegisterXactCallback     resets the per-transaction state.
  *
  * The per-transaction state is three plain statics: no allocation happens
@@ -48,6 +49,7 @@
 #include "catalog/pg_type.h"
 #include "commands/defrem.h"
 #include "executor/executor.h"
+#include "executor/instrument.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "nodes/nodeFuncs.h"
@@ -791,12 +793,38 @@ is_dml(QueryDesc *queryDesc)
 	return op == CMD_INSERT || op == CMD_UPDATE || op == CMD_DELETE || op == CMD_MERGE;
 }
 
+/*
+ * Rows modified by the INSERT/UPDATE/DELETE of a writable CTE: PostgreSQL counts only
+ * the statement's own (canSetTag) rows in es_processed. For these we count the rows
+ * their ModifyTable node was fed, from row instrumentation that ExecutorStart turns on
+ * for such statements only (CTEs are initplans, which planstate_tree_walker visits).
+ */
+static bool
+count_cte_rows(PlanState *ps, void *context)
+{
+	if (ps == NULL)
+		return false;
+	if (IsA(ps, ModifyTableState) && !((ModifyTableState *) ps)->canSetTag)
+	{
+		PlanState  *sub = outerPlanState(ps);
+
+		if (sub != NULL && sub->instrument != NULL)
+			*(uint64 *) context += (uint64) (sub->instrument->ntuples +
+											 sub->instrument->tuplecount);
+	}
+	return planstate_tree_walker(ps, count_cte_rows, context);
+}
+
 static void
 strict_ExecutorStart(QueryDesc *queryDesc, int eflags)
 {
 	if (strict_enabled && !(eflags & EXEC_FLAG_EXPLAIN_ONLY) &&
 		(is_dml(queryDesc) || queryDesc->plannedstmt->hasModifyingCTE))
+	{
 		note_dml();
+		if (queryDesc->plannedstmt->hasModifyingCTE)
+			queryDesc->instrument_options |= INSTRUMENT_ROWS;
+	}
 	if (prev_ExecutorStart)
 		prev_ExecutorStart(queryDesc, eflags);
 	else
@@ -809,16 +837,24 @@ strict_ExecutorEnd(QueryDesc *queryDesc)
 	uint64		rows = 0;
 	bool		count = false;
 
-	/* Read the count before the executor state is freed. */
-	if (strict_enabled && queryDesc->estate != NULL && is_dml(queryDesc) &&
+	/* Read the counts before the executor state is freed. */
+	if (strict_enabled && queryDesc->estate != NULL &&
 		!(queryDesc->estate->es_top_eflags & EXEC_FLAG_EXPLAIN_ONLY))
 	{
-		count = true;
+		if (is_dml(queryDesc))
+		{
+			count = true;
 #if PG_VERSION_NUM >= 160000
-		rows = queryDesc->estate->es_total_processed;
+			rows = queryDesc->estate->es_total_processed;
 #else
-		rows = queryDesc->estate->es_processed;
+			rows = queryDesc->estate->es_processed;
 #endif
+		}
+		if (queryDesc->plannedstmt->hasModifyingCTE && queryDesc->planstate != NULL)
+		{
+			count = true;
+			(void) count_cte_rows(queryDesc->planstate, &rows);
+		}
 	}
 	if (prev_ExecutorEnd)
 		prev_ExecutorEnd(queryDesc);
