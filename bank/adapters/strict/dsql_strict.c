@@ -1,0 +1,910 @@
+/*
+ * dsql_strict.c -- "DSQL strict mode": make a local PostgreSQL refuse what
+ * Amazon Aurora DSQL refuses, with DSQL's SQLSTATE and message text.
+ *
+ * Every refusal is an ordinary ereport(ERROR) raised while the statement
+ * runs, so PostgreSQL itself gives it DSQL's transaction effect: inside an
+ * explicit transaction block the block is aborted (the next statement gets
+ * 25P02); in autocommit only the statement's own implicit transaction is
+ * rolled back and nothing is left aborted.
+ *
+ * Where each rule's SQLSTATE and text come from (recordings of a real
+ * cluster, or the DSQL user guide) is listed in tests/strict/cases.py.
+ *
+ * Hooks (all chained to any previously installed hook):
+ *   ProcessUtility_hook      statement rules for utility statements, and the
+ *                            one-DDL-per-transaction / no DDL beside DML rule;
+ *   post_parse_analyze_hook  rules visible in an analysed query (locking
+ *                            strength, TABLESAMPLE, MERGE, unsupported types
+ *                            in expressions); runs once per parse, not per
+ *                            execution of a prepared statement;
+ *   ExecutorStart_hook       marks the transaction as having run DML;
+ *   ExecutorEnd_hook         adds es_processed of INSERT/UPDATE/DELETE/MERGE
+ *                            (and the rows of writable CTEs) to the
+ *                            transaction's row count (54000 past it);
+ *   RegisterXactCallback     resets the per-transaction state.
+ *
+ * The per-transaction state is three plain statics: no allocation happens
+ * per statement, except the message strings of a refusal (in the current
+ * memory context, released with the aborted statement).
+ *
+ * GUCs:
+ *   dsql_strict.enabled        bool, default on, superuser-only (SUSET).
+ *   dsql_strict.row_limit      int, default 3000, superuser-only.
+ *   dsql_strict.index_build    bool, default off: set by sys.create_index_async
+ *                              (bank/adapters/strict/sys.sql) around the one
+ *                              CREATE INDEX / VALIDATE CONSTRAINT it runs.
+ *   dsql_strict.next_index_job string: '' | 'fail' | 'invalid', a fault for
+ *                              the next emulated index job (read by sys.sql).
+ *
+ * Compiles against PostgreSQL 15, 16, 17 and 18.
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "access/relation.h"
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "executor/executor.h"
+#include "executor/instrument.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+#include "nodes/nodeFuncs.h"
+#include "nodes/parsenodes.h"
+#include "parser/analyze.h"
+#include "parser/parse_type.h"
+#include "tcop/utility.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+
+#if PG_VERSION_NUM < 150000
+#error "dsql_strict needs PostgreSQL 15 or later"
+#endif
+
+PG_MODULE_MAGIC;
+
+void		_PG_init(void);
+
+/* ---- settings -------------------------------------------------------------------- */
+static bool strict_enabled = true;
+static int	strict_row_limit = 3000;
+static bool strict_index_build = false;
+static char *strict_next_index_job = NULL;
+
+/* ---- per-transaction state (reset by xact_callback) ------------------------------ */
+static int	xact_ddl_count = 0;
+static bool xact_dml_seen = false;
+static uint64 xact_rows = 0;
+
+/* ---- previous hooks ---------------------------------------------------------------- */
+static ProcessUtility_hook_type prev_ProcessUtility = NULL;
+static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
+static ExecutorStart_hook_type prev_ExecutorStart = NULL;
+static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
+
+/* DSQL's texts, verbatim (see tests/strict/cases.py for the evidence of each). */
+#define MSG_MULTI_DDL "multiple ddl statements not supported in a transaction"
+#define MSG_DDL_DML "ddl and dml are not supported in the same transaction"
+#define MSG_ROW_LIMIT "transaction row limit exceeded"
+#define MSG_SYNC_INDEX "unsupported mode. please use CREATE INDEX ASYNC."
+#define MSG_CACHE_TAIL \
+	"is not supported without an explicit cache size. please define CACHE greater than or equal to 65536 or equal to 1"
+
+static void
+refuse(const char *msg)
+{
+	ereport(ERROR, (errcode(ERRCODE_FEATURE_NOT_SUPPORTED), errmsg_internal("%s", msg)));
+}
+
+static void
+refuse_statement(const char *node_name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg_internal("unsupported statement: %s", node_name)));
+}
+
+/* ---- transaction rules --------------------------------------------------------------- */
+
+static void
+note_ddl(void)
+{
+	if (xact_ddl_count > 0)
+		refuse(MSG_MULTI_DDL);
+	if (xact_dml_seen)
+		refuse(MSG_DDL_DML);
+	xact_ddl_count++;
+}
+
+static void
+note_dml(void)
+{
+	if (xact_ddl_count > 0)
+		refuse(MSG_DDL_DML);
+	xact_dml_seen = true;
+}
+
+static void
+add_rows(uint64 n)
+{
+	xact_rows += n;
+	if (strict_row_limit > 0 && xact_rows > (uint64) strict_row_limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg_internal(MSG_ROW_LIMIT)));
+}
+
+static void
+xact_callback(XactEvent event, void *arg)
+{
+	/* Every event is at (or past) the end of the transaction's statements. */
+	xact_ddl_count = 0;
+	xact_dml_seen = false;
+	xact_rows = 0;
+}
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+static const char *
+const_string(Node *arg)
+{
+	if (arg != NULL && IsA(arg, A_Const) && !((A_Const *) arg)->isnull &&
+		IsA(&((A_Const *) arg)->val, String))
+		return strVal(&((A_Const *) arg)->val);
+	if (arg != NULL && IsA(arg, String))
+		return strVal(arg);
+	return NULL;
+}
+
+/* The isolation level named in a list of transaction DefElems, or NULL. */
+static const char *
+isolation_in(List *options)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *d = lfirst_node(DefElem, lc);
+
+		if (strcmp(d->defname, "transaction_isolation") == 0)
+			return const_string(d->arg);
+	}
+	return NULL;
+}
+
+/* DSQL runs every transaction at REPEATABLE READ; any other level is refused. */
+static void
+check_isolation(const char *level)
+{
+	char	   *upper;
+	char	   *p;
+
+	if (level == NULL || pg_strcasecmp(level, "repeatable read") == 0)
+		return;
+	upper = pstrdup(level);
+	for (p = upper; *p; p++)
+		*p = pg_toupper((unsigned char) *p);
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg_internal("Unsupported isolation level: %s", upper)));
+}
+
+static void
+check_cache(List *options, const char *what)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *d = lfirst_node(DefElem, lc);
+
+		if (strcmp(d->defname, "cache") == 0 && d->arg != NULL)
+		{
+			int64		cache = defGetInt64(d);
+
+			if (cache == 1 || cache >= 65536)
+				return;
+			break;
+		}
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg_internal("%s %s", what, MSG_CACHE_TAIL)));
+}
+
+static bool
+is_serial_name(TypeName *tn)
+{
+	const char *name;
+
+	if (tn == NULL || list_length(tn->names) != 1 || tn->pct_type || tn->arrayBounds != NIL)
+		return false;
+	name = strVal(linitial(tn->names));
+	return strcmp(name, "serial") == 0 || strcmp(name, "serial4") == 0 ||
+		strcmp(name, "bigserial") == 0 || strcmp(name, "serial8") == 0 ||
+		strcmp(name, "smallserial") == 0 || strcmp(name, "serial2") == 0;
+}
+
+/* Column types DSQL stores: the user guide's list of supported types. */
+static bool
+type_supported(Oid typid)
+{
+	switch (typid)
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case FLOAT4OID:
+		case FLOAT8OID:
+		case NUMERICOID:
+		case BPCHAROID:
+		case VARCHAROID:
+		case TEXTOID:
+		case CHAROID:
+		case NAMEOID:
+		case DATEOID:
+		case TIMEOID:
+		case TIMETZOID:
+		case TIMESTAMPOID:
+		case TIMESTAMPTZOID:
+		case INTERVALOID:
+		case BOOLOID:
+		case BYTEAOID:
+		case UUIDOID:
+		case JSONOID:
+		case JSONBOID:
+			return true;
+		default:
+			return false;
+	}
+}
+
+/* Geometric types: refused even as values inside a query. */
+static bool
+type_geometric(Oid typid)
+{
+	return typid == POINTOID || typid == LINEOID || typid == LSEGOID || typid == BOXOID ||
+		typid == PATHOID || typid == POLYGONOID || typid == CIRCLEOID;
+}
+
+static void
+refuse_type(Oid typid)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg_internal("datatype %s not supported", format_type_be(typid))));
+}
+
+/*
+ * A column's declared type. serial is not a type on DSQL (42704, as for any
+ * unknown type name); anything else must resolve to a supported type (a domain
+ * is judged by its base type; arrays are never stored).
+ */
+static void
+check_column_type(TypeName *tn)
+{
+	Oid			typid;
+	int32		typmod;
+
+	if (tn == NULL)
+		return;
+	if (is_serial_name(tn))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg_internal("type \"%s\" does not exist", strVal(linitial(tn->names)))));
+	/* Raises PostgreSQL's own 42704 for an unknown type, as DSQL does. */
+	typenameTypeIdAndMod(NULL, tn, &typid, &typmod);
+	if (OidIsValid(get_element_type(typid)))
+		refuse_type(typid);
+	if (!type_supported(getBaseType(typid)))
+		refuse_type(getBaseType(typid));
+}
+
+static void
+check_identity(ColumnDef *col)
+{
+	ListCell   *lc;
+
+	foreach(lc, col->constraints)
+	{
+		Constraint *c = lfirst_node(Constraint, lc);
+		Oid			typid;
+		int32		typmod;
+
+		if (c->contype != CONSTR_IDENTITY)
+			continue;
+		check_cache(c->options, "identity column");
+		typenameTypeIdAndMod(NULL, col->typeName, &typid, &typmod);
+		if (typid != INT8OID)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg_internal("datatype %s not supported, identity column type must be bigint",
+									 format_type_be(typid))));
+	}
+}
+
+static void
+check_create_table(CreateStmt *stmt)
+{
+	ListCell   *lc;
+
+	if (stmt->relation->relpersistence == RELPERSISTENCE_TEMP)
+		refuse("TEMPORARY or TEMP table not supported for CREATE TABLE");
+	if (stmt->relation->relpersistence == RELPERSISTENCE_UNLOGGED)
+		refuse("UNLOGGED table not supported for CREATE TABLE");
+	/* Documented as unsupported; DSQL's text was not recorded (guessed form). */
+	if (stmt->inhRelations != NIL && stmt->partbound == NULL)
+		refuse("INHERITS not supported for CREATE TABLE");
+	if (stmt->partspec != NULL || stmt->partbound != NULL)
+		refuse("PARTITION not supported for CREATE TABLE");
+	foreach(lc, stmt->tableElts)
+	{
+		Node	   *elt = lfirst(lc);
+
+		if (IsA(elt, ColumnDef))
+		{
+			ColumnDef  *col = (ColumnDef *) elt;
+
+			if (is_serial_name(col->typeName))
+				check_column_type(col->typeName);	/* 42704 before any identity rule */
+			check_identity(col);
+			check_column_type(col->typeName);
+		}
+	}
+}
+
+static bool
+column_has_constraint(ColumnDef *col)
+{
+	return col->constraints != NIL || col->raw_default != NULL ||
+		col->cooked_default != NULL || col->identity != 0 || col->generated != 0;
+}
+
+/* ALTER TABLE t DROP COLUMN c, where c is in t's primary key. */
+static void
+check_drop_pk_column(AlterTableStmt *stmt, const char *colname)
+{
+	Oid			relid = RangeVarGetRelid(stmt->relation, NoLock, true);
+	Relation	rel;
+	Bitmapset  *pk;
+	AttrNumber	attnum;
+
+	if (!OidIsValid(relid) || colname == NULL)
+		return;					/* let PostgreSQL report it */
+	attnum = get_attnum(relid, colname);
+	if (attnum == InvalidAttrNumber)
+		return;
+	rel = relation_open(relid, AccessShareLock);
+	pk = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_PRIMARY_KEY);
+	relation_close(rel, AccessShareLock);
+	if (bms_is_member(attnum - FirstLowInvalidHeapAttributeNumber, pk))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg_internal("cannot drop primary key column %s", colname)));
+}
+
+static void
+check_alter_table(AlterTableStmt *stmt)
+{
+	ListCell   *lc;
+
+	if (stmt->objtype == OBJECT_TYPE)
+		refuse("ALTER TYPE not supported");
+	if (stmt->objtype != OBJECT_TABLE)
+		return;
+	foreach(lc, stmt->cmds)
+	{
+		AlterTableCmd *cmd = lfirst_node(AlterTableCmd, lc);
+
+		switch (cmd->subtype)
+		{
+			case AT_AddColumn:
+				{
+					ColumnDef  *col = castNode(ColumnDef, cmd->def);
+
+					if (column_has_constraint(col))
+						refuse("ALTER TABLE ADD COLUMN with constraint not supported");
+					check_column_type(col->typeName);
+					break;
+				}
+			case AT_AlterColumnType:
+				refuse("unsupported ALTER TABLE ALTER COLUMN ... SET DATA TYPE statement");
+				break;
+			case AT_AddConstraint:
+				{
+					Constraint *c = castNode(Constraint, cmd->def);
+
+					switch (c->contype)
+					{
+						case CONSTR_PRIMARY:
+						case CONSTR_UNIQUE:
+							/* ... USING INDEX adopts an index: accepted. */
+							if (c->indexname == NULL)
+								refuse("unsupported ALTER TABLE ADD CONSTRAINT statement");
+							break;
+						case CONSTR_CHECK:
+						case CONSTR_FOREIGN:
+							/* DSQL validates these only by ALTER TABLE ASYNC. */
+							if (!c->skip_validation)
+								refuse("unsupported ALTER TABLE ADD CONSTRAINT statement");
+							break;
+						case CONSTR_EXCLUSION:
+							refuse("unsupported ALTER TABLE ADD CONSTRAINT statement");
+							break;
+						default:
+							break;
+					}
+					break;
+				}
+			case AT_ValidateConstraint:
+				if (!strict_index_build)
+					refuse("unsupported ALTER TABLE VALIDATE CONSTRAINT statement");
+				break;
+			case AT_DropColumn:
+				check_drop_pk_column(stmt, cmd->name);
+				break;
+			default:
+				break;
+		}
+	}
+}
+
+static void
+check_transaction_stmt(TransactionStmt *stmt)
+{
+	switch (stmt->kind)
+	{
+		case TRANS_STMT_BEGIN:
+		case TRANS_STMT_START:
+			check_isolation(isolation_in(stmt->options));
+			break;
+		case TRANS_STMT_SAVEPOINT:
+			refuse("unsupported transaction statement: SAVEPOINT");
+			break;
+		case TRANS_STMT_RELEASE:
+			refuse("unsupported transaction statement: RELEASE");
+			break;
+		case TRANS_STMT_ROLLBACK_TO:
+			refuse("unsupported transaction statement: ROLLBACK TO");
+			break;
+		case TRANS_STMT_PREPARE:
+			refuse("unsupported transaction statement: PREPARE TRANSACTION");
+			break;
+		case TRANS_STMT_COMMIT_PREPARED:
+			refuse("unsupported transaction statement: COMMIT PREPARED");
+			break;
+		case TRANS_STMT_ROLLBACK_PREPARED:
+			refuse("unsupported transaction statement: ROLLBACK PREPARED");
+			break;
+		default:
+			break;
+	}
+}
+
+/*
+ * SET TRANSACTION / SET SESSION CHARACTERISTICS / SET [default_]transaction_
+ * isolation: an unsupported level is named first (as recorded for SET
+ * TRANSACTION ISOLATION LEVEL SERIALIZABLE), else the setting itself is refused,
+ * named as the statement names it.
+ */
+static void
+check_variable_set(VariableSetStmt *stmt)
+{
+	const char *name = stmt->name;
+
+	if (name == NULL)
+		return;
+	if (strcmp(name, "TRANSACTION") == 0 || strcmp(name, "SESSION CHARACTERISTICS") == 0)
+		check_isolation(isolation_in(stmt->args));
+	else if (strcmp(name, "transaction_isolation") == 0 ||
+			 strcmp(name, "default_transaction_isolation") == 0)
+	{
+		if (stmt->kind == VAR_SET_VALUE && stmt->args != NIL)
+			check_isolation(const_string(linitial(stmt->args)));
+	}
+	else if (strcmp(name, "TRANSACTION SNAPSHOT") != 0)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+			 errmsg_internal("setting configuration parameter \"%s\" not supported", name)));
+}
+
+static void
+check_create_function(CreateFunctionStmt *stmt)
+{
+	ListCell   *lc;
+
+	foreach(lc, stmt->options)
+	{
+		DefElem    *d = lfirst_node(DefElem, lc);
+
+		if (strcmp(d->defname, "language") == 0)
+		{
+			const char *lang = const_string(d->arg);
+
+			if (lang != NULL && pg_strcasecmp(lang, "sql") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg_internal("CREATE FUNCTION with language %s not supported", lang)));
+		}
+	}
+}
+
+/* The statement rules; raise the refusal, or return if DSQL accepts it. */
+static void
+check_utility(Node *parsetree)
+{
+	switch (nodeTag(parsetree))
+	{
+		case T_TransactionStmt:
+			check_transaction_stmt((TransactionStmt *) parsetree);
+			break;
+		case T_VariableSetStmt:
+			check_variable_set((VariableSetStmt *) parsetree);
+			break;
+		case T_VariableShowStmt:
+			{
+				/* PostgreSQL 16 (DSQL's base) has no lc_collate / lc_ctype settings. */
+				const char *name = ((VariableShowStmt *) parsetree)->name;
+
+				if (pg_strcasecmp(name, "lc_collate") == 0 || pg_strcasecmp(name, "lc_ctype") == 0)
+					ereport(ERROR,
+							(errcode(ERRCODE_UNDEFINED_OBJECT),
+							 errmsg_internal("unrecognized configuration parameter \"%s\"", name)));
+				break;
+			}
+		case T_TruncateStmt:
+			refuse_statement("Truncate");
+			break;
+		case T_CreateExtensionStmt:
+			refuse_statement("CreateExtension");
+			break;
+		case T_CreateTrigStmt:
+			refuse("CREATE TRIGGER not supported");
+			break;
+		case T_CreatedbStmt:
+			refuse_statement("Createdb");
+			break;
+		case T_DropdbStmt:
+			refuse_statement("Dropdb");
+			break;
+		case T_CreateStmt:
+			check_create_table((CreateStmt *) parsetree);
+			break;
+		case T_CreateForeignTableStmt:
+			refuse_statement("CreateForeignTable");
+			break;
+		case T_CreateTableAsStmt:	/* also SELECT INTO and materialized views */
+			refuse_statement("CreateTableAs");
+			break;
+		case T_RefreshMatViewStmt:
+			refuse_statement("RefreshMatView");
+			break;
+		case T_CreateEnumStmt:
+			refuse("CREATE TYPE not supported");
+			break;
+		case T_CompositeTypeStmt:
+			refuse_statement("CompositeType");
+			break;
+		case T_CreateRangeStmt:
+			refuse_statement("CreateRange");
+			break;
+		case T_DefineStmt:
+			if (((DefineStmt *) parsetree)->kind == OBJECT_TYPE)
+				refuse("CREATE TYPE not supported");
+			break;
+		case T_AlterEnumStmt:
+		case T_AlterTypeStmt:
+			refuse("ALTER TYPE not supported");
+			break;
+		case T_RenameStmt:
+			if (((RenameStmt *) parsetree)->renameType == OBJECT_TYPE)
+				refuse("unsupported object in RENAME statement");
+			break;
+		case T_DropStmt:
+			if (((DropStmt *) parsetree)->removeType == OBJECT_TYPE)
+				refuse("unsupported object in DROP statement");
+			break;
+		case T_CreateSeqStmt:
+			check_cache(((CreateSeqStmt *) parsetree)->options, "CREATE SEQUENCE");
+			break;
+		case T_CreateTableSpaceStmt:
+			refuse_statement("CreateTableSpace");
+			break;
+		case T_VacuumStmt:
+			if (((VacuumStmt *) parsetree)->is_vacuumcmd)
+				refuse("unsupported VACUUM statement");
+			break;				/* ANALYZE is accepted */
+		case T_ListenStmt:
+			refuse_statement("Listen");
+			break;
+		case T_NotifyStmt:
+			refuse_statement("Notify");
+			break;
+		case T_UnlistenStmt:
+			refuse_statement("Unlisten");
+			break;
+		case T_AlterSystemStmt:
+			refuse_statement("AlterSystem");
+			break;
+		case T_IndexStmt:
+			if (!strict_index_build)
+				refuse(MSG_SYNC_INDEX);
+			break;
+		case T_AlterTableStmt:
+			check_alter_table((AlterTableStmt *) parsetree);
+			break;
+		case T_CreateFunctionStmt:
+			check_create_function((CreateFunctionStmt *) parsetree);
+			break;
+			/* PostgreSQL features with no DSQL counterpart, in DSQL's generic form. */
+		case T_DoStmt:
+			refuse_statement("Do");
+			break;
+		case T_RuleStmt:
+			refuse_statement("Rule");
+			break;
+		case T_CreateEventTrigStmt:
+			refuse_statement("CreateEventTrig");
+			break;
+		case T_CreatePLangStmt:
+			refuse_statement("CreatePLang");
+			break;
+		case T_CreatePublicationStmt:
+			refuse_statement("CreatePublication");
+			break;
+		case T_CreateSubscriptionStmt:
+			refuse_statement("CreateSubscription");
+			break;
+		case T_CreateFdwStmt:
+			refuse_statement("CreateFdw");
+			break;
+		case T_CreateForeignServerStmt:
+			refuse_statement("CreateForeignServer");
+			break;
+		case T_ClusterStmt:
+			refuse_statement("Cluster");
+			break;
+		case T_ReindexStmt:
+			refuse_statement("Reindex");
+			break;
+		case T_CheckPointStmt:
+			refuse_statement("CheckPoint");
+			break;
+		case T_LoadStmt:
+			refuse_statement("Load");
+			break;
+		default:
+			break;
+	}
+}
+
+static void
+strict_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					  ProcessUtilityContext context, ParamListInfo params,
+					  QueryEnvironment *queryEnv, DestReceiver *dest, QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	bool		copy_from = false;
+
+	/*
+	 * SUBCOMMANDs are the pieces PostgreSQL splits one statement into (the
+	 * primary key index of a CREATE TABLE, ...): the statement was judged whole.
+	 */
+	if (strict_enabled && context != PROCESS_UTILITY_SUBCOMMAND)
+	{
+		check_utility(parsetree);
+		if (IsA(parsetree, CopyStmt) && ((CopyStmt *) parsetree)->is_from)
+		{
+			note_dml();
+			copy_from = true;
+		}
+		else if (GetCommandLogLevel(parsetree) == LOGSTMT_DDL)
+			note_ddl();
+	}
+
+	if (prev_ProcessUtility)
+		prev_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+							dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params, queryEnv,
+								dest, qc);
+
+	if (copy_from && qc != NULL)
+		add_rows(qc->nprocessed);
+}
+
+/* ---- analysed queries ---------------------------------------------------------------- */
+
+static bool strict_query_walker(Node *node, void *context);
+
+static void
+check_query(Query *query)
+{
+	ListCell   *lc;
+
+	if (query->commandType == CMD_MERGE)
+		refuse("unsupported statement type: MERGE");
+	foreach(lc, query->rowMarks)
+	{
+		RowMarkClause *rc = lfirst_node(RowMarkClause, lc);
+
+		if (rc->strength == LCS_FORSHARE || rc->strength == LCS_FORNOKEYUPDATE)
+			refuse("locking clauses other than FOR UPDATE/FOR KEY SHARE are not supported");
+	}
+}
+
+static bool
+strict_query_walker(Node *node, void *context)
+{
+	if (node == NULL)
+		return false;
+	if (IsA(node, Query))
+	{
+		check_query((Query *) node);
+		return query_tree_walker((Query *) node, strict_query_walker, context,
+								 QTW_EXAMINE_RTES_BEFORE);
+	}
+	if (IsA(node, RangeTblEntry))
+	{
+		if (((RangeTblEntry *) node)->tablesample != NULL)
+			refuse("TABLESAMPLE clause not supported");
+		return false;
+	}
+	if (IsA(node, Const) || IsA(node, FuncExpr) || IsA(node, OpExpr) ||
+		IsA(node, CoerceViaIO) || IsA(node, RelabelType))
+	{
+		Oid			typid = exprType(node);
+
+		if (type_geometric(typid))
+			refuse_type(typid);
+		/* DSQL ships no text search configurations. */
+		if (IsA(node, Const) && typid == REGCONFIGOID && !((Const *) node)->constisnull)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg_internal("text search configuration \"%s\" does not exist",
+									 DatumGetCString(DirectFunctionCall1(regconfigout,
+																		 ((Const *) node)->constvalue)))));
+	}
+	return expression_tree_walker(node, strict_query_walker, context);
+}
+
+static void
+strict_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
+{
+	if (prev_post_parse_analyze)
+		prev_post_parse_analyze(pstate, query, jstate);
+	if (strict_enabled && query->commandType != CMD_UTILITY)
+		(void) strict_query_walker((Node *) query, NULL);
+}
+
+/* ---- executor ------------------------------------------------------------------------ */
+
+static bool
+is_dml(QueryDesc *queryDesc)
+{
+	CmdType		op = queryDesc->operation;
+
+	return op == CMD_INSERT || op == CMD_UPDATE || op == CMD_DELETE || op == CMD_MERGE;
+}
+
+/*
+ * Rows modified by the INSERT/UPDATE/DELETE of a writable CTE: PostgreSQL counts only
+ * the statement's own (canSetTag) rows in es_processed. For these we count the rows
+ * their ModifyTable node was fed, from row instrumentation that ExecutorStart turns on
+ * for such statements only (CTEs are initplans, which planstate_tree_walker visits).
+ */
+static bool
+count_cte_rows(PlanState *ps, void *context)
+{
+	if (ps == NULL)
+		return false;
+	if (IsA(ps, ModifyTableState) && !((ModifyTableState *) ps)->canSetTag)
+	{
+		PlanState  *sub = outerPlanState(ps);
+
+		if (sub != NULL && sub->instrument != NULL)
+			*(uint64 *) context += (uint64) (sub->instrument->ntuples +
+											 sub->instrument->tuplecount);
+	}
+	return planstate_tree_walker(ps, count_cte_rows, context);
+}
+
+static void
+strict_ExecutorStart(QueryDesc *queryDesc, int eflags)
+{
+	if (strict_enabled && !(eflags & EXEC_FLAG_EXPLAIN_ONLY) &&
+		(is_dml(queryDesc) || queryDesc->plannedstmt->hasModifyingCTE))
+	{
+		note_dml();
+		if (queryDesc->plannedstmt->hasModifyingCTE)
+			queryDesc->instrument_options |= INSTRUMENT_ROWS;
+	}
+	if (prev_ExecutorStart)
+		prev_ExecutorStart(queryDesc, eflags);
+	else
+		standard_ExecutorStart(queryDesc, eflags);
+}
+
+static void
+strict_ExecutorEnd(QueryDesc *queryDesc)
+{
+	uint64		rows = 0;
+	bool		count = false;
+
+	/* Read the counts before the executor state is freed. */
+	if (strict_enabled && queryDesc->estate != NULL &&
+		!(queryDesc->estate->es_top_eflags & EXEC_FLAG_EXPLAIN_ONLY))
+	{
+		if (is_dml(queryDesc))
+		{
+			count = true;
+#if PG_VERSION_NUM >= 160000
+			rows = queryDesc->estate->es_total_processed;
+#else
+			rows = queryDesc->estate->es_processed;
+#endif
+		}
+		if (queryDesc->plannedstmt->hasModifyingCTE && queryDesc->planstate != NULL)
+		{
+			count = true;
+			(void) count_cte_rows(queryDesc->planstate, &rows);
+		}
+	}
+	if (prev_ExecutorEnd)
+		prev_ExecutorEnd(queryDesc);
+	else
+		standard_ExecutorEnd(queryDesc);
+	/* Raised after a clean shutdown of the executor: the statement fails. */
+	if (count)
+		add_rows(rows);
+}
+
+/* ---- settings ------------------------------------------------------------------------- */
+
+static bool
+check_next_index_job(char **newval, void **extra, GucSource source)
+{
+	if (*newval == NULL || **newval == '\0' || strcmp(*newval, "fail") == 0 ||
+		strcmp(*newval, "invalid") == 0)
+		return true;
+	GUC_check_errdetail("Valid values are '', 'fail' and 'invalid'.");
+	return false;
+}
+
+void
+_PG_init(void)
+{
+	DefineCustomBoolVariable("dsql_strict.enabled",
+							 "Refuse what Amazon Aurora DSQL refuses.",
+							 "A superuser may turn it off for a session (setup scripts).",
+							 &strict_enabled, true, PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("dsql_strict.row_limit",
+							"Rows a transaction may modify (DSQL: 3000); 0 means no limit.",
+							NULL, &strict_row_limit, 3000, 0, INT_MAX, PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomBoolVariable("dsql_strict.index_build",
+							 "Set by sys.create_index_async around the CREATE INDEX it runs.",
+							 NULL, &strict_index_build, false, PGC_USERSET,
+							 GUC_NO_SHOW_ALL | GUC_NOT_IN_SAMPLE, NULL, NULL, NULL);
+	DefineCustomStringVariable("dsql_strict.next_index_job",
+							   "Fault for the next emulated index job: '', 'fail' or 'invalid'.",
+							   NULL, &strict_next_index_job, "", PGC_USERSET,
+							   GUC_NOT_IN_SAMPLE, check_next_index_job, NULL, NULL);
+	MarkGUCPrefixReserved("dsql_strict");
+
+	prev_ProcessUtility = ProcessUtility_hook;
+	ProcessUtility_hook = strict_ProcessUtility;
+	prev_post_parse_analyze = post_parse_analyze_hook;
+	post_parse_analyze_hook = strict_post_parse_analyze;
+	prev_ExecutorStart = ExecutorStart_hook;
+	ExecutorStart_hook = strict_ExecutorStart;
+	prev_ExecutorEnd = ExecutorEnd_hook;
+	ExecutorEnd_hook = strict_ExecutorEnd;
+	RegisterXactCallback(xact_callback, NULL);
+}

