@@ -15,14 +15,21 @@ The two indexes that the ch07 lab's ``optimize`` builds at run time are not part
 schema: ``alembic check`` ignores them.
 """
 
+import dataclasses
 from logging.config import fileConfig
 
 from alembic import context
-from sqlalchemy import Connection, create_engine, pool
+from sqlalchemy import Connection, pool
 from sqlalchemy.engine import URL
 
 from bank.adapters.alembic_dsql import AuroraDSQLImpl
-from bank.adapters.database import database_url, make_engine, sqlalchemy_url
+from bank.adapters.database import (
+    database_url,
+    hooked,
+    local_engine,
+    make_engine,
+    sqlalchemy_url,
+)
 from bank.adapters.orm import OPTIMIZING_INDEXES, metadata
 from bank.adapters.settings import Settings
 from bank.services.retry import RetryPolicy, run
@@ -83,14 +90,15 @@ def run_migrations_online() -> None:
         do_run_migrations(connection)
         return
     url = configured_url()
-    if url is not None:
-        engine = create_engine(url, poolclass=pool.NullPool)
+    settings = Settings.from_env()
+    if url is None and settings.is_dsql:
+        engine = make_engine(settings)
     else:
-        settings = Settings.from_env()
-        if settings.is_dsql:
-            engine = make_engine(settings)
-        else:
-            engine = create_engine(database_url(settings), poolclass=pool.NullPool)
+        if url is not None:  # the URL says where, schema (search_path) included
+            settings = dataclasses.replace(settings, schema=None)
+        # Strict mode (on for the embedded server): the DSQL dialect and DSQL's rules.
+        engine = hooked(local_engine(url or database_url(settings), settings,
+                                     poolclass=pool.NullPool))
     try:
         with engine.connect() as connection:
             do_run_migrations(connection)

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bank.adapters.database import sqlalchemy_url
+from bank.adapters.database import setup_engine
 from bank.adapters.embedded import pg_bin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def with_schema(url: str, schema: str) -> str:
 def scratch_schema(server: str) -> Iterator[str]:
     """A fresh schema migrated to head; yields its name."""
     schema = f"bench_{secrets.token_hex(4)}"
-    admin = create_engine(sqlalchemy_url(server), isolation_level="AUTOCOMMIT")
+    admin = setup_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f"CREATE SCHEMA {schema}"))
     try:

@@ -28,9 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from bank.adapters.database import database_url, install_engine, make_engine
+from bank.adapters.database import database_url, install_engine, make_engine, setup_engine
 from bank.adapters.settings import Settings
 from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from bank.cli.console import IdsFile
@@ -44,7 +44,7 @@ SCRIPT = "INSERT INTO accounts2 (balance) SELECT 100 FROM generate_series(1, 100
 
 def empty_table(url: str) -> None:
     """DELETE, not TRUNCATE (DSQL has none): in batches, as a transaction holds 3,000 rows."""
-    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    engine = setup_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
         while conn.execute(text(
             "DELETE FROM accounts2 WHERE id IN (SELECT id FROM accounts2 LIMIT 3000)"
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
 
     server = database_url(Settings.from_env())
     with scratch_schema(server) as schema, tempfile.TemporaryDirectory() as tmp:
-        with create_engine(server).connect() as conn:
+        with setup_engine(server).connect() as conn:
             version = conn.execute(text("SHOW server_version")).scalar()
         print(f"server: PostgreSQL {version}; scratch schema {schema}; median of {args.repeat}")
         print(f"{'threads':>7} {'rows':>9} {'baseline rows/s':>16} {'bank load rows/s':>17} ratio")

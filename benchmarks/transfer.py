@@ -32,10 +32,10 @@ import statistics
 import threading
 import time
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bank.adapters.database import database_url, sqlalchemy_url
+from bank.adapters.database import database_url, setup_engine
 from bank.adapters.settings import Settings
 from benchmarks.common import Link, pgbench, scratch_schema, tps, with_schema
 from benchmarks.netproxy import Proxy
@@ -53,7 +53,7 @@ END;
 
 
 def seed(server: str, schema: str) -> None:
-    engine = create_engine(with_schema(sqlalchemy_url(server), schema))
+    engine = setup_engine(with_schema(server, schema))
     with engine.begin() as conn:
         conn.execute(text(
             f"INSERT INTO accounts SELECT g, 1000000 FROM generate_series(1, {ACCOUNT_COUNT}) g"
@@ -166,7 +166,7 @@ def main() -> None:
     server = database_url(Settings.from_env())
     with scratch_schema(server) as schema:
         seed(server, schema)
-        with create_engine(server).connect() as conn:
+        with setup_engine(server).connect() as conn:
             version = conn.execute(text("SHOW server_version")).scalar()
         kind = "processes" if args.processes else "threads of one process"
         print(f"server: PostgreSQL {version}; {ACCOUNT_COUNT} accounts; bank clients are "

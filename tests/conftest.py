@@ -9,6 +9,7 @@ triggers or PL/pgSQL in fixtures), so the suite never touches the tutorial's dat
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import secrets
@@ -19,10 +20,24 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
+# The suite runs in DSQL strict mode unless told otherwise (BANK_STRICT=0): the server
+# refuses what Aurora DSQL refuses, and the application speaks the auroradsql dialect.
+os.environ.setdefault("BANK_STRICT", "1")
+
+
+def engine_for(url: str, hooks: bool = True, **engine_kwargs) -> Engine:
+    """An engine on ``url`` made as the application makes its own (strict mode and all;
+    without ``hooks``, driver errors stay raw and pre-ping can replace a killed connection)."""
+    from bank.adapters.database import hooked, local_engine
+    from bank.adapters.settings import Settings
+
+    settings = dataclasses.replace(Settings.from_env(), schema=None)
+    engine = local_engine(url, settings, **engine_kwargs)
+    return hooked(engine) if hooks else engine
 
 
 def alembic_config(url: str) -> Config:
@@ -62,7 +77,8 @@ class Schema:
         self.name = f"{prefix}_{secrets.token_hex(4)}"
         self.url = in_schema(server, self.name)
         # Pre-pinged: fault tests kill backends, this engine's included.
-        self.admin = create_engine(server, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+        self.admin = engine_for(server, hooks=False, isolation_level="AUTOCOMMIT",
+                                pool_pre_ping=True)
 
     def create(self, migrate: bool = True) -> Schema:
         with self.admin.connect() as conn:

@@ -266,12 +266,10 @@ def test_insert_batches_stay_within_the_dsql_row_limit():
 
 def test_setup_before_the_migrations_is_refused_and_creates_nothing(server_url):
     """The lab never creates accounts7 itself: `alembic upgrade head` would then fail."""
-    from sqlalchemy import create_engine
-
-    from tests.conftest import Schema
+    from tests.conftest import Schema, engine_for
 
     schema = Schema(server_url, prefix="bank_lab").create(migrate=False)
-    empty = create_engine(schema.url)
+    empty = engine_for(schema.url)
     try:
         with pytest.raises(querylab.SetupFailed, match="not migrated.*alembic upgrade head"):
             querylab.setup(LabDatabase(empty), 10, RetryPolicy())

@@ -40,9 +40,8 @@ from bank.adapters.settings import Settings, Target, get_settings
 from bank.domain.errors import ConfigurationError, DatabaseTimeout
 
 #: DSQL runs every transaction at snapshot isolation (REPEATABLE READ in PostgreSQL's
-#: terms); local transactions ask for the same.
-LOCAL_BEGIN = b"BEGIN ISOLATION LEVEL REPEATABLE READ"
-DSQL_BEGIN = b"BEGIN"
+#: terms) and accepts this BEGIN; local transactions ask for the same.
+BEGIN = b"BEGIN ISOLATION LEVEL REPEATABLE READ"
 UNIT_OF_WORK = "bank_unit_of_work"  # execution option: the connection of a unit of work
 
 #: The deadline (``time.monotonic()``) of the unit of work running in this context: a new
@@ -114,17 +113,47 @@ def make_engine(settings: Settings, **overrides: Any) -> Engine:
         )
         if settings.schema:
             _set_search_path(engine, settings.schema)
+        return hooked(engine)
+    return hooked(local_engine(database_url(settings), settings, **pool))
+
+
+def local_engine(url: str, settings: Settings, **engine_kwargs: Any) -> Engine:
+    """An engine on a local PostgreSQL (``DATABASE_URL``, the embedded server), in strict
+    mode or not (``settings.strict``); Alembic's ``env.py`` makes its engine here too."""
+    parsed = make_url(sqlalchemy_url(url))
+    # libpq options of the URL itself (``?options=-c...``) come first, then ours.
+    own = parsed.query.get("options")
+    options = [own if isinstance(own, str) else None, local_options(settings)]
+    parsed = parsed.difference_update_query(["options"])
+    connect_timeout = max(1, round(settings.connect_timeout_s))
+    connect_args: dict[str, Any] = {"connect_timeout": connect_timeout}
+    if settings.strict:
+        from bank.adapters.strict import engine as strict
+
+        deadline = current_deadline.get()
+        if deadline is not None:  # set up within the caller's time, as a connect would be
+            connect_timeout = max(1, min(connect_timeout,
+                                         math.ceil(deadline - time.monotonic())))
+        parsed, extra, strict_options = strict.engine_arguments(
+            parsed, preloaded=settings.target is Target.EMBEDDED, data_dir=settings.data_dir,
+            pg_config=settings.pg_config, connect_timeout=connect_timeout)
+        connect_args.update(extra)
+        options.append(strict_options)
     else:
-        url = make_url(database_url(settings))
-        # libpq options of the URL itself (``?options=-c...``) come first, then ours.
-        own = url.query.get("options")
-        options = " ".join(filter(None, [own if isinstance(own, str) else None,
-                                         local_options(settings)]))
-        engine = create_engine(
-            url.difference_update_query(["options"]),
-            connect_args={"options": options, "connect_timeout": connect_timeout},
-            **pool,
-        )
+        options.append("-c dsql_strict.enabled=off")  # a server without the module ignores it
+    connect_args["options"] = " ".join(filter(None, options))
+    return create_engine(parsed, connect_args=connect_args, **engine_kwargs)
+
+
+def setup_engine(url: str, **engine_kwargs: Any) -> Engine:
+    """A local superuser's engine for set-up and inspection (benchmarks, ``bank chaos``),
+    not the application's: plain PostgreSQL, strict mode off for its sessions."""
+    return create_engine(sqlalchemy_url(url),
+                         connect_args={"options": "-c dsql_strict.enabled=off"}, **engine_kwargs)
+
+
+def hooked(engine: Engine) -> Engine:
+    """``engine`` with the hooks every engine of the project has (see the module doc)."""
     event.listen(engine, "handle_error", _named_error)
     event.listen(engine, "do_execute", _begin_with_first_statement)
     event.listen(engine, "do_connect", _connect_within_deadline)
@@ -170,9 +199,8 @@ def _begin_with_first_statement(cursor, statement, parameters, context) -> bool 
         or conn.info.transaction_status != pq.TransactionStatus.IDLE
     ):
         return None  # SQLAlchemy executes the statement as usual
-    begin = DSQL_BEGIN if context.dialect.name == "auroradsql" else LOCAL_BEGIN
     with conn.pipeline():
-        cursor.execute(begin)
+        cursor.execute(BEGIN)
         cursor.execute(statement, parameters)  # the cursor keeps this, the last result
     return True
 

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bank.adapters.strict import build as strict_build
 from bank.domain.errors import EmbeddedDatabaseError
 
 DATABASE = "bank"
@@ -88,8 +89,9 @@ class EmbeddedPostgres:
     def _as_root(self) -> bool:
         return os.geteuid() == 0
 
-    def _run(self, args: list[str], timeout: float = START_TIMEOUT_S, check: bool = True):
-        kwargs: dict = {}
+    def _run(self, args: list[str], timeout: float = START_TIMEOUT_S, check: bool = True,
+             env: dict[str, str] | None = None):
+        kwargs: dict = {"env": env} if env is not None else {}
         if self._as_root:
             kwargs["user"] = SYSTEM_USER
             kwargs["group"] = pwd.getpwnam(SYSTEM_USER).pw_gid
@@ -222,13 +224,15 @@ class EmbeddedPostgres:
             port = self.port()
             if port is None or not _port_free(port):
                 port = _free_port()
-                self._write_conf(port)
+            self._write_conf(port)  # every start: strict mode's library may have been rebuilt
             self._run(
                 [pg_bin("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file),
                  "-w", "-t", str(START_TIMEOUT_S), "start"],
                 timeout=START_TIMEOUT_S + 10,
             )
             self._ensure_database()
+            if self._strict_library() is not None:
+                self._install_sys()
             status = self.status()
             if not status.running:
                 raise EmbeddedDatabaseError(
@@ -254,18 +258,54 @@ class EmbeddedPostgres:
         text = conf.read_text()
         marker = "# --- written by bank.adapters.embedded ---"
         text = text.split("\n" + marker)[0]
-        conf.write_text(text + SERVER_CONF.format(port=port))
+        strict = self._strict_library()
+        extra = "" if strict is None else strict_build.conf_lines(
+            strict_build.server_settings(strict))
+        conf.write_text(text + SERVER_CONF.format(port=port) + extra)
         self.port_file.write_text(f"{port}\n")
 
+    def _strict_library(self) -> Path | None:
+        """DSQL strict mode's server module, built for these binaries (cached in ``.bank/``).
+
+        Always preloaded: ``BANK_STRICT=0`` turns it off per session. Without a C compiler
+        (and without the ``ziglang`` package) it cannot be built: strict mode is then off
+        and said so, unless it was asked for.
+        """
+        if not hasattr(self, "_strict"):
+            try:
+                self._strict: Path | None = strict_build.build_extension(
+                    pg_bin("pg_config"), self.data_dir / "strict")
+            except strict_build.StrictModeUnavailable as exc:
+                from bank.adapters.settings import get_settings
+
+                if get_settings().strict:
+                    raise EmbeddedDatabaseError(
+                        f"DSQL strict mode cannot be set up: {exc}. Install what it names, or "
+                        "run without strict mode: BANK_STRICT=0") from None
+                self._strict = None
+        return self._strict
+
+    def _install_sys(self) -> None:
+        """DSQL's ``sys`` schema (jobs, ``wait_for_job``), for strict mode's async indexes."""
+        import psycopg
+
+        with psycopg.connect(host="127.0.0.1", port=self.port(), user=SUPERUSER,
+                             dbname=DATABASE, autocommit=True) as conn:
+            strict_build.install_sys(conn)
+
     def _ensure_database(self) -> None:
+        # Our own set-up is not the application: CREATE DATABASE is refused in strict mode.
+        options = f"{os.environ.get('PGOPTIONS', '')} -c dsql_strict.enabled=off"
+        env = {**os.environ, "PGOPTIONS": options}
         exists = self._run(
             [pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port()), "-U", SUPERUSER,
              "-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"],
+            env=env,
         ).stdout.strip()
         if exists != "1":
             self._run(
                 [pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port()), "-U", SUPERUSER,
-                 DATABASE]
+                 DATABASE], env=env,
             )
 
 

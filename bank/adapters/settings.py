@@ -59,6 +59,17 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "on", "true", "yes"):
+        return True
+    if raw in ("0", "off", "false", "no"):
+        return False
+    raise ConfigurationError(f"{name} must be on or off (1/0), got {raw!r}")
+
+
 def _identifier(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name) or None
     if raw is not None and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", raw):
@@ -94,6 +105,12 @@ class Settings:
     lock_timeout_s: float = 2.0  # local PostgreSQL only: DSQL never waits for a lock
     # A schema of its own (search_path), e.g. one per test run; None: the server's default.
     schema: str | None = None
+    # DSQL strict mode (bank.adapters.strict): the local server refuses what DSQL refuses,
+    # and the application talks to it through the auroradsql dialect. On by default for
+    # the embedded server; for DATABASE_URL, BANK_STRICT=1 opts in (a local server of a
+    # version whose headers are installed: BANK_PG_CONFIG names its pg_config).
+    strict: bool = False
+    pg_config: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -130,6 +147,9 @@ class Settings:
             statement_timeout_s=_float(env, "BANK_STATEMENT_TIMEOUT_S", cls.statement_timeout_s),
             lock_timeout_s=_float(env, "BANK_LOCK_TIMEOUT_S", cls.lock_timeout_s),
             schema=_identifier(env, "BANK_SCHEMA"),
+            strict=_bool(env, "BANK_STRICT", default=target is Target.EMBEDDED)
+            and target is not Target.DSQL,
+            pg_config=env.get("BANK_PG_CONFIG") or None,
         )
         if settings.occ_max_delay_s < settings.occ_base_delay_s:
             raise ConfigurationError("BANK_OCC_MAX_DELAY_S must be >= BANK_OCC_BASE_DELAY_S")

@@ -27,9 +27,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from bank.adapters import database, settings
+from bank.adapters.database import setup_engine
 from bank.adapters.embedded import EmbeddedPostgres
 from bank.domain.errors import BankError, EmbeddedDatabaseError
 
@@ -115,7 +116,7 @@ def _run(server: EmbeddedPostgres, url: str, duration_s: float, workers: int,
          kill_every_s: float, crash: bool, seed: int) -> ChaosReport:
     from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
     from bank.cli.invoke import LocalContext, resolve
-    from bank.cli.tutorial import migrate
+    from bank.cli.migrate import migrate
     from bank.domain.model import Account, UuidAccount
 
     migrate(quiet=True)
@@ -162,7 +163,7 @@ def _run(server: EmbeddedPostgres, url: str, duration_s: float, workers: int,
             if outcome != "ok":
                 time.sleep(0.01)  # a failed call: do not spin while the server is down
 
-    admin = create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
+    admin = setup_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
 
     def kill_backends() -> None:
         try:

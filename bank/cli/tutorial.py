@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bank.adapters.settings import Target, get_settings, project_root
 from bank.cli.commands import dispatch
+from bank.cli.migrate import migrate
 
 
 def _step(title: str) -> None:
@@ -45,18 +46,6 @@ def _bank(*args: str) -> None:
     code = dispatch(list(args))
     if code != 0:
         raise SystemExit(code)
-
-
-def migrate(quiet: bool = False) -> None:
-    """``alembic upgrade head`` on the configured database (``quiet``: no progress lines)."""
-    from alembic import command
-    from alembic.config import Config
-
-    root = project_root()
-    cfg = Config(str(root / "alembic.ini"))
-    cfg.set_main_option("script_location", str(root / "alembic"))
-    cfg.attributes["configure_logger"] = not quiet
-    command.upgrade(cfg, "head")
 
 
 def run(quick: bool = False, uuids: Path | None = None) -> int:

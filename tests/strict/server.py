@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 
+from bank.adapters.embedded import SYSTEM_USER, bin_dir, pg_bin
 from bank.adapters.strict.build import (
     StrictModeUnavailable,
     build_extension,
@@ -29,7 +30,6 @@ from bank.adapters.strict.build import (
     server_settings,
     session_options,
 )
-from bank.embedded import SYSTEM_USER, bin_dir, pg_bin
 
 BUILD_DIR = Path(tempfile.gettempdir()) / "bank-dsql-strict"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bank.adapters.embedded import pg_bin
 from bank.adapters.strict import build
 from bank.adapters.strict.build import (
     StrictModeUnavailable,
@@ -14,7 +15,6 @@ from bank.adapters.strict.build import (
     server_settings,
     session_options,
 )
-from bank.embedded import pg_bin
 
 
 def _fake_pg_config(tmp_path: Path, version: str, include: Path) -> str:

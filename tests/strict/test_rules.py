@@ -16,8 +16,8 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, text
 from sqlalchemy.schema import CreateIndex, Index
 
+from bank.adapters.embedded import pg_bin
 from bank.adapters.strict.client import StrictCursor, rewrite
-from bank.embedded import pg_bin
 from tests.strict.cases import ACCEPTED, REFUSED, Case
 
 JOB_ID = re.compile(r"^[a-z2-7]{25}[aeimquy4]$")
@@ -421,7 +421,7 @@ def _engine(target, schema, dialect):
 
 
 def test_sqlalchemy_auroradsql_dialect_create_index(target, schema):
-    from bank.ddl import create_index
+    from bank.adapters.ddl import create_index
 
     engine = _engine(target, schema, "auroradsql+psycopg")
     metadata = MetaData()
@@ -449,7 +449,7 @@ def test_sqlalchemy_auroradsql_dialect_create_index(target, schema):
             conn.commit()
         second = Index("ix_accounts_strict_region", accounts.c.region)
         with engine.connect() as conn:
-            create_index(conn, second, if_not_exists=True)  # bank.ddl waits for the job
+            create_index(conn, second, if_not_exists=True)  # bank.adapters.ddl waits for the job
             conn.commit()
             create_index(conn, second, if_not_exists=True)  # exists: no job, index valid
             conn.commit()

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bank.errors import BankError
+from bank.domain.errors import BankError
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "dsql_strict.c"

@@ -1,0 +1,112 @@
+"""Strict mode for the application's own engines: the DSQL dialect on a local server.
+
+With strict mode on, a local engine talks to PostgreSQL as the application talks to
+Aurora DSQL: through the ``auroradsql`` dialect (``CREATE INDEX ASYNC``, DSQL's DDL),
+with :class:`~bank.adapters.strict.client.StrictCursor` turning ``CREATE INDEX ASYNC``
+into a ``sys`` job the server builds, and the server module refusing what DSQL refuses.
+So the DSQL branches of ``bank.adapters.ddl``, the migrations and the ch07 lab run on
+every local run, not only on a cluster.
+
+- The embedded server preloads the module itself (``bank.adapters.embedded``).
+- Any other local PostgreSQL (``DATABASE_URL`` with ``BANK_STRICT=1``): the module is built
+  for the server's version (its ``pg_config``: ``BANK_PG_CONFIG``, else found where
+  distributions put it) and loaded per session (``session_preload_libraries``, which needs
+  a superuser); ``sys`` is installed in the database once.
+- Strict mode off (``BANK_STRICT=0``): the plain PostgreSQL dialect, and sessions that say
+  ``dsql_strict.enabled = off`` (ignored by a server without the module).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import URL
+
+from bank.adapters.strict.build import (
+    StrictModeUnavailable,
+    build_extension,
+    install_sys,
+    session_options,
+)
+from bank.adapters.strict.client import StrictCursor
+from bank.domain.errors import DatabaseUnavailable
+
+OFF = "-c dsql_strict.enabled=off"
+_prepared: dict[str, Path | None] = {}
+_lock = threading.Lock()
+
+
+def build_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "strict"
+
+
+def engine_arguments(url: URL, *, preloaded: bool, data_dir: Path, pg_config: str | None,
+                     connect_timeout: int) -> tuple[URL, dict[str, Any], str]:
+    """(URL, connect arguments, libpq options) of a strict engine for ``url``.
+
+    ``preloaded``: the server loads the module itself (the embedded one); otherwise it is
+    built for that server and loaded per session.
+    """
+    so = None if preloaded else prepare(url, data_dir, pg_config, connect_timeout)
+    options = session_options(so) if so is not None else ""
+    dialect = url.set(drivername="auroradsql+psycopg")
+    return dialect, {"cursor_factory": StrictCursor}, options
+
+
+def prepare(url: URL, data_dir: Path, pg_config: str | None,
+            connect_timeout: int = 10) -> Path | None:
+    """Build the module for the server at ``url`` and install ``sys`` there (once per
+    process); None if the server preloads the module itself (it then has ``sys`` too)."""
+    key = url.render_as_string(hide_password=False)
+    with _lock:
+        if key in _prepared:
+            return _prepared[key]
+        try:
+            conn = psycopg.connect(
+                host=url.host, port=url.port, user=url.username, password=url.password,
+                dbname=url.database, autocommit=True, connect_timeout=connect_timeout,
+            )
+        except psycopg.Error as exc:
+            raise DatabaseUnavailable(
+                f"cannot connect to set strict mode up ({type(exc).__name__})") from None
+        with conn:
+            if conn.execute("SELECT current_setting('dsql_strict.enabled', true)"
+                            ).fetchone() == ("on",):
+                _prepared[key] = None  # preloaded by the server (an embedded one)
+                return None
+            if conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+                            ).fetchone() != (True,):
+                raise StrictModeUnavailable(
+                    "strict mode on a server of your own needs a superuser (it loads a server "
+                    "module per session): connect as one, or set BANK_STRICT=0"
+                )
+            major = conn.info.server_version // 10000
+            so = build_extension(pg_config or find_pg_config(major), build_dir(data_dir))
+            install_sys(conn)
+        _prepared[key] = so
+        return so
+
+
+def find_pg_config(major: int) -> str:
+    """The ``pg_config`` of a PostgreSQL ``major``, where distributions install it."""
+    candidates = [f"/usr/lib/postgresql/{major}/bin/pg_config", f"/usr/pgsql-{major}/bin/pg_config",
+                  f"/opt/homebrew/opt/postgresql@{major}/bin/pg_config",
+                  f"/usr/local/opt/postgresql@{major}/bin/pg_config", shutil.which("pg_config")]
+    for candidate in filter(None, candidates):
+        try:
+            version = subprocess.run([candidate, "--version"], capture_output=True, text=True,
+                                     check=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            continue
+        if version.split()[-1].split(".")[0] == str(major):
+            return candidate
+    raise StrictModeUnavailable(
+        f"no pg_config for PostgreSQL {major} found: install its server headers (Debian/"
+        f"Ubuntu: apt-get install postgresql-server-dev-{major}) or set BANK_PG_CONFIG; "
+        "or turn strict mode off with BANK_STRICT=0"
+    )
