@@ -47,7 +47,7 @@ TOTAL_CHUNK = 10_000  # ids per statement when summing balances: a bounded param
 
 
 def table_of(kind: AccountKind) -> Table:
-    return inspect(kind).local_table  # type: ignore[return-value]
+    return inspect(kind).local_table  # type: ignore[union-attr,return-value]
 
 
 @cache
