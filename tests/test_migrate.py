@@ -317,3 +317,13 @@ def test_arns_are_checked(arn):
     with pytest.raises(BankError, match="not an IAM role ARN"):
         roles.plan("bank_app", arn)
 
+
+def test_role_matches_the_template():
+    from tests.test_template import load_template
+
+    template = load_template()
+    assert (template["Resources"]["DatabaseMigration"]["Properties"]["AppRole"]
+            == roles.APP_ROLE)
+    for name in ("Ch03Function", "Ch04Function", "Ch05Function", "Ch06Function"):
+        variables = template["Resources"][name]["Properties"]["Environment"]["Variables"]
+        assert variables["DB_USER"] == roles.APP_ROLE
