@@ -286,6 +286,8 @@ def test_makefile_builds_every_function() -> None:
 def test_samconfig_builds_in_source() -> None:
     config = tomllib.loads((ROOT / "samconfig.toml").read_text())
     assert config["default"]["build"]["parameters"]["build_in_source"] is True
+    # One `sam deploy` seeds the tutorial's accounts; the template's default does not.
+    assert "SeedData=true" in config["default"]["deploy"]["parameters"]["parameter_overrides"]
 
 
 def test_env_json_example(template: dict[str, Any]) -> None:

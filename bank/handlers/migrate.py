@@ -39,11 +39,11 @@ log = logging.getLogger(__name__)
 #: The same for every Create and Update: a new id would make CloudFormation delete the old.
 PHYSICAL_ID = "bank-database-schema"
 #: Answer FAILED this long before the function's timeout if the work is still running.
-ANSWER_MARGIN_S = 20.0
+ANSWER_MARGIN_S = 30.0
 #: Without a Lambda context (a test, a local run): how long the work may take.
 DEFAULT_TIME_S = 600.0
 MAX_REASON = 1000  # CloudFormation takes responses up to 4 KB
-PUT_TIMEOUT_S = 10.0
+PUT_TIMEOUT_S = 5.0  # three tries and their pauses: 18 s at most, within the margin
 PUT_ATTEMPTS = 3
 
 
