@@ -21,6 +21,7 @@ import select
 import socket
 import ssl
 import struct
+import tempfile
 import threading
 from pathlib import Path
 
@@ -177,9 +178,18 @@ def _read_exactly(sock: socket.socket, size: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory):
-    """A PostgreSQL reached over TLS with a certificate for HOST; yields (port, CA file)."""
-    tmp = tmp_path_factory.mktemp("tls")
+def tls_server():
+    """A PostgreSQL reached over TLS with a certificate for HOST; yields (port, CA file).
+
+    Its folder is not under pytest's ``/tmp/pytest-of-<user>``: every pytest session
+    tightens that to 0700 when it starts, and one started meanwhile (another checkout on
+    the same machine) would lock the server's unprivileged user (as root) out of its data.
+    """
+    with tempfile.TemporaryDirectory(prefix="bank-tls-") as name:
+        yield from _serve_tls(Path(name))
+
+
+def _serve_tls(tmp: Path):
     ca, ca_key = make_ca("bank test CA")
     ca_file = tmp / "ca.pem"
     ca_file.write_bytes(_pem(ca))
