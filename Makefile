@@ -3,25 +3,31 @@
 # AWS SAM (template.yaml): every function has `CodeUri: .` and
 # `Metadata: BuildMethod: makefile`, so `sam build` runs
 # `make build-<LogicalId>` here with ARTIFACTS_DIR set. The artifact holds the
-# bank/ package only, without its developer tooling; third-party libraries come
-# from DependenciesLayer (layer/Makefile). samconfig.toml sets build_in_source so that SAM does not
-# copy the whole repository (.venv included) to a scratch folder first.
+# bank/ package only, without its developer tooling; MigrateFunction also gets
+# the alembic/ folder (env.py and the revisions) that it runs at deploy time.
+# Third-party libraries come from DependenciesLayer (layer/Makefile).
+# samconfig.toml sets build_in_source so that SAM does not copy the whole
+# repository (.venv included) to a scratch folder first.
 
-SAM_FUNCTIONS := Ch01Function Ch03Function Ch04Function Ch05Function Ch06Function Ch07Function
+SAM_FUNCTIONS := Ch01Function Ch03Function Ch04Function Ch05Function Ch06Function Ch07Function MigrateFunction
 # Developer tooling, never shipped to Lambda: the CLI, the local invoke and tutorial, the
 # embedded PostgreSQL and strict mode.
 NOT_IN_LAMBDA := bank/cli bank/adapters/embedded.py bank/adapters/strict
+# What each artifact holds besides bank/.
+EXTRA :=
+build-MigrateFunction: EXTRA := alembic
 
 .PHONY: sam-check $(addprefix build-,$(SAM_FUNCTIONS))
 
 # Offline check of the SAM side: sam validate --lint, sam build, artifact
-# contents. Installs the SAM CLI in .venv-sam/ (never in the app's .venv).
+# contents, imports and a DSQL token on Python 3.13. Installs the SAM CLI in
+# .venv-sam/ (never in the app's .venv).
 sam-check:
 	bash .ci/sam-check
 
 $(addprefix build-,$(SAM_FUNCTIONS)):
 	test -n "$(ARTIFACTS_DIR)"
 	test -d bank/handlers
-	rm -rf "$(ARTIFACTS_DIR)/bank"
-	tar -cf - --exclude=__pycache__ --exclude='*.pyc' $(addprefix --exclude=,$(NOT_IN_LAMBDA)) bank \
-		| tar -xf - -C "$(ARTIFACTS_DIR)"
+	rm -rf "$(ARTIFACTS_DIR)/bank" "$(ARTIFACTS_DIR)/alembic"
+	tar -cf - --exclude=__pycache__ --exclude='*.pyc' $(addprefix --exclude=,$(NOT_IN_LAMBDA)) \
+		bank $(EXTRA) | tar -xf - -C "$(ARTIFACTS_DIR)"

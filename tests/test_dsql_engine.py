@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from dsql_core.token_manager import TokenManager
 
-from bank.adapters.database import make_engine
+from bank.adapters.database import DSQL_ROOT_CERTS, make_engine
 from bank.adapters.settings import Settings
 
 ENDPOINT = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"
@@ -76,6 +76,9 @@ def test_each_new_connection_gets_a_fresh_token_for_the_right_action(captured, u
         assert params["user"] == user
         assert params["dbname"] == "postgres"
         assert params["sslmode"] == "verify-full"
+        # The bundle shipped in the package, never "system" (no CA store on Lambda).
+        assert params["sslrootcert"] == str(DSQL_ROOT_CERTS)
+        assert DSQL_ROOT_CERTS.is_file()
         host, query = token_parts(params["password"])
         assert host == ENDPOINT
         assert query["Action"] == action

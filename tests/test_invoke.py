@@ -41,6 +41,8 @@ def test_environment_from_the_template_skips_intrinsics():
     env = {}
     apply_environment(fn, env)
     assert "CLUSTER_ENDPOINT" not in env and "DATABASE_URL" not in env
+    # The deployed function's database role is not this machine's: you connect as yourself.
+    assert fn.environment["DB_USER"] == "bank_app" and "DB_USER" not in env
 
 
 def test_every_template_function_loads_its_handler():

@@ -7,6 +7,12 @@
   ``DbConnect`` for any other role) and connects with ``sslmode=verify-full``. Pooled
   connections are recycled well before DSQL's 60-minute limit.
 
+  The server certificate is checked against ``DSQL_ROOT_CERTS``, the Amazon Trust
+  Services roots shipped in this package, not ``sslrootcert=system``: the OpenSSL bundled
+  in psycopg-binary looks for a CA store where Lambda's image has none (nor many laptops
+  without ``SSL_CERT_FILE``), so every connection would fail with "certificate verify
+  failed".
+
 No pre-ping: it would cost a round trip on every checkout. A dead pooled connection
 (a server restart, a frozen Lambda container) fails its first statement before
 anything was applied; SQLAlchemy then replaces the pool's connections and the unit of
@@ -29,6 +35,7 @@ import math
 import threading
 import time
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 from psycopg import pq
@@ -43,6 +50,8 @@ from bank.domain.errors import ConfigurationError, DatabaseTimeout
 #: terms) and accepts this BEGIN; local transactions ask for the same.
 BEGIN = b"BEGIN ISOLATION LEVEL REPEATABLE READ"
 UNIT_OF_WORK = "bank_unit_of_work"  # execution option: the connection of a unit of work
+#: The CA certificates that DSQL's server certificate must chain to (libpq ``sslrootcert``).
+DSQL_ROOT_CERTS = Path(__file__).with_name("amazon_trust_services.pem")
 
 #: The deadline (``time.monotonic()``) of the unit of work running in this context: a new
 #: connection's ``connect_timeout`` never outlasts it (``bank.adapters.unit_of_work``).
@@ -107,6 +116,7 @@ def make_engine(settings: Settings, **overrides: Any) -> Engine:
         engine = create_dsql_engine(
             host=settings.cluster_endpoint,
             user=settings.db_user,
+            sslrootcert=str(DSQL_ROOT_CERTS),
             application_name="bank",
             connect_args={"region": settings.region, "connect_timeout": connect_timeout},
             **pool,

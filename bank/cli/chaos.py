@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from bank.adapters import database, settings
+from bank.adapters import database, migrations, settings
 from bank.adapters.database import setup_engine
 from bank.adapters.embedded import EmbeddedPostgres
 from bank.domain.errors import BankError, EmbeddedDatabaseError
@@ -116,10 +116,9 @@ def _run(server: EmbeddedPostgres, url: str, duration_s: float, workers: int,
          kill_every_s: float, crash: bool, seed: int) -> ChaosReport:
     from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
     from bank.cli.invoke import LocalContext, resolve
-    from bank.cli.migrate import migrate
     from bank.domain.model import Account, UuidAccount
 
-    migrate(quiet=True)
+    migrations.upgrade(database.get_engine())
     int_ids = list(range(1, ACCOUNTS + 1))
     uuid_ids = [uuid.uuid4() for _ in range(ACCOUNTS)]
     with SqlAlchemyUnitOfWork() as uow:

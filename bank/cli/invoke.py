@@ -4,8 +4,10 @@ The handler and the environment come from the template (``Globals`` then the
 function). Template variables whose values are CloudFormation intrinsics
 (``!Sub``/``!Ref``/``!GetAtt``: the cluster endpoint, the region) only make sense in
 AWS and are skipped; the database is then the one this machine's settings name
-(``DATABASE_URL``, ``CLUSTER_ENDPOINT`` or the embedded PostgreSQL). Variables
-already set in the environment win over the template's.
+(``DATABASE_URL``, ``CLUSTER_ENDPOINT`` or the embedded PostgreSQL). ``DB_USER`` is
+skipped too: it names the database role the deployed function connects as (``bank_app``,
+mapped to the function's IAM role), while here you connect as yourself (``DB_USER``,
+default ``admin``). Variables already set in the environment win over the template's.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from bank.domain.errors import BankError, InvalidRequest
 #: Lambda's limit for a synchronous invocation's payload.
 MAX_EVENT_BYTES = 6 * 1024 * 1024
 MAX_EVENT_DEPTH = 64
+#: Template variables that describe the deployment, not this machine.
+DEPLOYED_ONLY = frozenset({"DB_USER"})
 
 
 class UnknownFunction(BankError):
@@ -128,7 +132,7 @@ def apply_environment(fn: Function, environ: dict | os._Environ = os.environ) ->
     """Set the template's literal variables not already set; return the names set."""
     applied = []
     for key, value in fn.environment.items():
-        if is_intrinsic(value) or key in environ:
+        if is_intrinsic(value) or key in environ or key in DEPLOYED_ONLY:
             continue
         if value in ("", None):
             continue

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from bank.adapters.settings import Target, get_settings, project_root
 from bank.cli.commands import dispatch
-from bank.cli.migrate import migrate
 
 
 def _step(title: str) -> None:
@@ -59,7 +58,10 @@ def run(quick: bool = False, uuids: Path | None = None) -> int:
     else:
         print(f"target: {settings.target.value}")
     _step("schema: alembic upgrade head")
-    migrate()
+    from bank.adapters import migrations
+    from bank.adapters.database import get_engine
+
+    print(f"now at {migrations.upgrade(get_engine())}")
     _step("seed: accounts 1..1000 and two UUID accounts, balance 100")
     from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
     from bank.services.seed import seed

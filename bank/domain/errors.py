@@ -148,5 +148,14 @@ class TransferOutcomeUnknown(CommitOutcomeUnknown):
 # --- tools -----------------------------------------------------------------------------
 
 
+class MigrationTimeout(BankError):
+    """The deploy-time migration was not done before the function's time ran out.
+
+    Alembic records each revision as it completes: the next deploy goes on from there.
+    """
+
+    applied = None
+
+
 class LoadFailed(BankError):
     """A bulk load stopped on an error; the rows committed before it are kept, their ids written."""

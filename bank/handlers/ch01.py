@@ -2,8 +2,10 @@
 
 from bank.domain.errors import InvalidRequest
 from bank.domain.requests import field, kind, require_object
+from bank.handlers.common import logged
 
 
+@logged
 def handler(event, context=None):
     name = field(require_object(event), "name")
     if not isinstance(name, str):

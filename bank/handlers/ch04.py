@@ -7,10 +7,17 @@ the ledger: those are not conflicts.)
 
 from bank.domain.model import Account
 from bank.domain.requests import parse_transfer
-from bank.handlers.common import UnitOfWork, deadline_from, retry_policy, transfer_response
+from bank.handlers.common import (
+    UnitOfWork,
+    deadline_from,
+    logged,
+    retry_policy,
+    transfer_response,
+)
 from bank.services.transfers import transfer
 
 
+@logged
 def handler(event, context=None):
     request = parse_transfer(event)
     result = transfer(UnitOfWork, Account, request, policy=retry_policy(retry_conflicts=False),

@@ -5,10 +5,11 @@ from bank.adapters.database import get_engine
 from bank.adapters.lab import LabDatabase
 from bank.domain.errors import UnknownOperation
 from bank.domain.requests import require_object
-from bank.handlers.common import retry_policy
+from bank.handlers.common import logged, retry_policy
 from bank.services import querylab
 
 
+@logged
 def handler(event, context=None):
     event = require_object(event)
     operation = event.get("operation")

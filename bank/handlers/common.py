@@ -1,21 +1,101 @@
-"""What the handlers share: the unit of work, the retry policy, the deadline, the response."""
+"""What the handlers share: the request log, the unit of work, the retry policy, the deadline,
+the response.
+
+``UnitOfWork`` is imported on first use (PEP 562 ``__getattr__``), so that a handler without
+a database (ch01) does not pay SQLAlchemy's and psycopg's import at cold start.
+"""
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
+import os
 import time
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from bank.adapters.settings import get_settings
-from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from bank.domain.errors import BankError, ConfigurationError
 from bank.services.retry import RetryPolicy
-from bank.services.transfers import TransferResult
 
-#: The unit of work of every handler: a fresh one per attempt, over the process-wide
-#: engine that a warm container reuses.
-UnitOfWork = SqlAlchemyUnitOfWork
+if TYPE_CHECKING:
+    from bank.services.transfers import TransferResult
 
 # Leave this much of the Lambda's time for answering after the last attempt.
 DEADLINE_MARGIN_S = 1.0
+
+#: One line per request (``logged``). ``LOG_LEVEL`` sets the level of every ``bank`` logger.
+request_log = logging.getLogger("bank.requests")
+
+
+def log_level(env: Mapping[str, str]) -> int:
+    """The level ``LOG_LEVEL`` names (default INFO)."""
+    raw = env.get("LOG_LEVEL") or "INFO"
+    level = logging.getLevelNamesMapping().get(raw.strip().upper())
+    if level is None:
+        raise ConfigurationError(
+            f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {raw!r}"
+        )
+    return level
+
+
+logging.getLogger("bank").setLevel(log_level(os.environ))
+
+
+def logged(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Log one JSON line per invocation of ``handler``, through the ``logging`` module.
+
+    Fields: ``function`` and ``request_id`` (from the Lambda context), ``outcome`` (``ok``
+    or the ``errorType`` Lambda reports: the exception's class name), ``attempts`` when the
+    response or the error carries them, ``latency_ms``. Never the event, a token, a
+    password or SQL parameters. A handler that reports an error in its response instead of
+    raising (the migration custom resource must always answer) names it as ``errorType``.
+    Level INFO; ERROR for an exception that is not a ``BankError`` (a bug).
+    """
+    default_name = handler.__module__.rpartition(".")[2]
+
+    @functools.wraps(handler)
+    def wrapper(event: Any, context: Any = None) -> Any:
+        began = time.perf_counter()
+        try:
+            response = handler(event, context)
+        except Exception as exc:
+            level = logging.INFO if isinstance(exc, BankError) else logging.ERROR
+            _log(level, context, default_name, began, type(exc).__name__,
+                 getattr(exc, "attempts", None))
+            raise
+        details = response if isinstance(response, dict) else {}
+        _log(logging.INFO, context, default_name, began, details.get("errorType") or "ok",
+             details.get("attempts"))
+        return response
+
+    return wrapper
+
+
+def _log(level: int, context: Any, default_name: str, began: float, outcome: str,
+         attempts: Any) -> None:
+    if not request_log.isEnabledFor(level):
+        return
+    line: dict[str, Any] = {
+        "function": getattr(context, "function_name", None) or default_name,
+        "request_id": getattr(context, "aws_request_id", None),
+        "outcome": outcome,
+    }
+    if isinstance(attempts, int):
+        line["attempts"] = attempts
+    line["latency_ms"] = round((time.perf_counter() - began) * 1000, 3)
+    request_log.log(level, json.dumps(line))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "UnitOfWork":
+        # The unit of work of every database handler: a fresh one per attempt, over the
+        # process-wide engine that a warm container reuses.
+        from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
+
+        return SqlAlchemyUnitOfWork
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def deadline_from(context: Any) -> float | None:

@@ -6,7 +6,9 @@ PostgreSQL cannot parse ``ASYNC``, so these cursors rewrite, before sending:
   ``SELECT job_id FROM sys.create_index_async('CREATE [UNIQUE] INDEX ...')``, which builds
   the index and answers one row with a ``job_id`` column, as DSQL does (``sys.sql``);
 - ``ALTER TABLE ASYNC t VALIDATE CONSTRAINT c`` into
-  ``SELECT job_id FROM sys.alter_table_async('ALTER TABLE t VALIDATE CONSTRAINT c')``.
+  ``SELECT job_id FROM sys.alter_table_async('ALTER TABLE t VALIDATE CONSTRAINT c')``;
+- ``AWS IAM GRANT role TO 'arn'`` / ``AWS IAM REVOKE role FROM 'arn'`` into
+  ``SELECT sys.aws_iam_grant('role', 'arn')`` / ``sys.aws_iam_revoke``.
 
 Every other statement passes through untouched. The test costs a few string operations:
 only a statement that starts with ``CREATE`` or ``ALTER`` is looked at further, and those
@@ -33,6 +35,9 @@ import psycopg
 _CREATE_INDEX_ASYNC = re.compile(
     r"\A\s*(CREATE\s+(?:UNIQUE\s+)?INDEX)\s+ASYNC\b(.*?)[\s;]*\Z", re.IGNORECASE | re.DOTALL
 )
+_AWS_IAM = re.compile(
+    r"\A\s*AWS\s+IAM\s+(GRANT|REVOKE)\s+(\w+)\s+(?:TO|FROM)\s+'([^']*)'[\s;]*\Z", re.IGNORECASE
+)
 _ALTER_TABLE_ASYNC = re.compile(
     r"\A\s*(ALTER\s+TABLE)\s+ASYNC\b(.*?)[\s;]*\Z", re.IGNORECASE | re.DOTALL
 )
@@ -44,6 +49,10 @@ def _literal(text: str) -> str:
 
 @lru_cache(maxsize=512)
 def _rewrite_ddl(sql: str) -> str:
+    m = _AWS_IAM.match(sql)
+    if m:
+        verb, role, arn = m.group(1).lower(), m.group(2), m.group(3)
+        return f"SELECT sys.aws_iam_{verb}({_literal(role)}, {_literal(arn)})"
     m = _CREATE_INDEX_ASYNC.match(sql)
     if m:
         statement = m.group(1) + m.group(2)
@@ -60,7 +69,7 @@ def rewrite(query: Any) -> Any:
     if not isinstance(query, str):
         return query
     head = query[:32].lstrip()[:6].upper()
-    if head != "CREATE" and head[:5] != "ALTER":
+    if head != "CREATE" and head[:5] != "ALTER" and head[:3] != "AWS":
         return query
     return _rewrite_ddl(query)
 

@@ -195,3 +195,35 @@ BEGIN
     wait_for_job := job.status = 'completed';
 END
 $$;
+
+-- AWS IAM GRANT <role> TO '<iam arn>' / AWS IAM REVOKE <role> FROM '<iam arn>': DSQL's
+-- mapping of an IAM identity to a database role, which PostgreSQL cannot parse. The client
+-- rewrites them into these calls (bank.adapters.strict.client); sys.iam_pg_role_mappings
+-- lists the mappings, with the columns the DSQL guide queries (arn, pg_role_name). Locally
+-- the mapping authorizes nothing: there is no IAM to check a connection against.
+CREATE TABLE IF NOT EXISTS sys.iam_pg_role_mappings (
+    arn          text NOT NULL,
+    pg_role_oid  oid  NOT NULL,
+    pg_role_name name NOT NULL,
+    PRIMARY KEY (arn, pg_role_oid)
+);
+GRANT SELECT ON sys.iam_pg_role_mappings TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION sys.aws_iam_grant(role_name name, arn text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET dsql_strict.enabled = off SET search_path = pg_catalog
+AS $$
+DECLARE
+    role_oid oid;
+BEGIN
+    SELECT oid INTO role_oid FROM pg_roles WHERE rolname = role_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'role "%" does not exist', role_name USING ERRCODE = '42704';
+    END IF;
+    INSERT INTO sys.iam_pg_role_mappings VALUES (arn, role_oid, role_name)
+        ON CONFLICT DO NOTHING;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION sys.aws_iam_revoke(role_name name, arn text) RETURNS void
+LANGUAGE sql SECURITY DEFINER SET dsql_strict.enabled = off SET search_path = pg_catalog
+AS $$ DELETE FROM sys.iam_pg_role_mappings m WHERE m.pg_role_name = role_name AND m.arn = arn $$;

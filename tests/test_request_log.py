@@ -1,0 +1,130 @@
+"""The request log: one JSON line per invocation (``bank.handlers.common.logged``)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from bank.domain.errors import ConfigurationError, InsufficientFunds
+from bank.handlers import ch01, ch05
+from bank.handlers.common import log_level, logged
+
+
+class Context:
+    function_name = "bank-Ch05Function-abc"
+    aws_request_id = "6f0c8f0e-1111-2222-3333-444455556666"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def lines(caplog) -> list[tuple[int, dict]]:
+    return [(r.levelno, json.loads(r.getMessage()))
+            for r in caplog.records if r.name == "bank.requests"]
+
+
+@pytest.fixture()
+def log(caplog):
+    caplog.set_level(logging.INFO, logger="bank")
+    return caplog
+
+
+def test_success_is_one_line_with_the_request_fields(log):
+    assert ch01.handler({"name": "reinvent"}, Context()) == {"greeting": "hello reinvent"}
+    [(level, line)] = lines(log)
+    assert level == logging.INFO
+    assert list(line) == ["function", "request_id", "outcome", "latency_ms"]
+    assert line["function"] == Context.function_name
+    assert line["request_id"] == Context.aws_request_id
+    assert line["outcome"] == "ok"
+    assert isinstance(line["latency_ms"], float) and line["latency_ms"] >= 0
+
+
+def test_an_error_is_logged_by_its_error_type_and_raised(log):
+    with pytest.raises(Exception) as info:
+        ch01.handler({"name": 42})
+    [(level, line)] = lines(log)
+    assert line["outcome"] == type(info.value).__name__ == "InvalidRequest"
+    assert level == logging.INFO  # a refused request is an outcome, not a fault
+    assert line["function"] == "ch01" and line["request_id"] is None  # no Lambda context
+
+
+def test_attempts_and_nothing_of_the_event(log, seeded):
+    event = {"payer_id": 1, "payee_id": 2, "amount": "0.01"}
+    response = ch05.handler(event, Context())
+    [(_, line)] = lines(log)
+    assert line["outcome"] == "ok" and line["attempts"] == response["attempts"] >= 1
+    text = "\n".join(r.getMessage() for r in log.records)
+    assert "0.01" not in text and response["transfer_id"] not in text
+    assert "password" not in text.lower() and "X-Amz" not in text
+
+
+def test_attempts_of_an_error_that_carries_them(log):
+    from bank.domain.errors import ConflictRetriesExhausted
+
+    @logged
+    def exhausted(event, context=None):
+        raise ConflictRetriesExhausted("every attempt conflicted", attempts=10)
+
+    with pytest.raises(ConflictRetriesExhausted):
+        exhausted({})
+    [(_, line)] = lines(log)
+    assert line["outcome"] == "ConflictRetriesExhausted" and line["attempts"] == 10
+
+
+def test_a_bug_is_logged_at_error_level(log):
+    @logged
+    def broken(event, context=None):
+        raise KeyError("oops")
+
+    with pytest.raises(KeyError):
+        broken({})
+    [(level, line)] = lines(log)
+    assert level == logging.ERROR and line["outcome"] == "KeyError"
+
+
+def test_an_error_answered_in_the_response_is_the_outcome(log):
+    @logged
+    def custom_resource(event, context=None):
+        return {"Status": "FAILED", "errorType": "DatabaseUnavailable"}
+
+    custom_resource({})
+    [(_, line)] = lines(log)
+    assert line["outcome"] == "DatabaseUnavailable"
+
+
+def test_business_errors_are_logged_below_warning(log):
+    log.set_level(logging.WARNING, logger="bank")
+
+    @logged
+    def refused(event, context=None):
+        raise InsufficientFunds("Insufficient balance: 1.00")
+
+    with pytest.raises(InsufficientFunds):
+        refused({})
+    assert lines(log) == []
+
+
+@pytest.mark.parametrize(("raw", "level"), [(None, logging.INFO), ("", logging.INFO),
+                                            ("debug", logging.DEBUG),
+                                            ("WARNING", logging.WARNING)])
+def test_log_level_from_the_environment(raw, level):
+    env = {} if raw is None else {"LOG_LEVEL": raw}
+    assert log_level(env) == level
+
+
+def test_a_bad_log_level_is_a_configuration_error():
+    with pytest.raises(ConfigurationError, match="LOG_LEVEL"):
+        log_level({"LOG_LEVEL": "chatty"})
+
+
+def test_log_level_applies_at_import():
+    code = ("import logging, bank.handlers.common; "
+            "print(logging.getLogger('bank.requests').getEffectiveLevel())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={"LOG_LEVEL": "WARNING", "PATH": "/usr/bin:/bin"}, check=True)
+    assert int(out.stdout) == logging.WARNING
