@@ -24,9 +24,30 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
-# The suite runs in DSQL strict mode unless told otherwise (BANK_STRICT=0): the server
-# refuses what Aurora DSQL refuses, and the application speaks the auroradsql dialect.
-os.environ.setdefault("BANK_STRICT", "1")
+#: The suite points at an Aurora DSQL cluster (CLUSTER_ENDPOINT, no DATABASE_URL): the tests
+#: that need a local server (a superuser, backends to kill, a proxy, strict mode, the
+#: embedded server) are skipped there, each saying why.
+ON_DSQL = bool(os.environ.get("CLUSTER_ENDPOINT")) and not os.environ.get("DATABASE_URL")
+LOCAL_ONLY = {
+    "strict": "strict mode emulates DSQL on a local server",
+    "test_embedded.py": "the embedded PostgreSQL",
+    "test_tls.py": "a local TLS terminator in front of a local server",
+    "test_chaos.py": "it crashes a server of its own",
+    "test_dsql_path.py": "strict mode's DSQL path on a local server",
+}
+if not ON_DSQL:
+    # The suite runs in DSQL strict mode unless told otherwise (BANK_STRICT=0): the server
+    # refuses what Aurora DSQL refuses, and the application speaks the auroradsql dialect.
+    os.environ.setdefault("BANK_STRICT", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not ON_DSQL:
+        return
+    for item in items:
+        for part, why in LOCAL_ONLY.items():
+            if part in item.path.parts or item.path.name == part:
+                item.add_marker(pytest.mark.skip(reason=f"local only on a cluster: {why}"))
 
 
 def engine_for(url: str, hooks: bool = True, **engine_kwargs) -> Engine:
@@ -65,26 +86,57 @@ def _server_url() -> str:
 
 @pytest.fixture(scope="session")
 def server_url() -> str:
-    """URL of the server under test (its default schema)."""
+    """URL of the local server under test (its default schema). A test that needs it needs
+    a local server (a superuser, a static URL): on a cluster it is skipped."""
+    if ON_DSQL:
+        pytest.skip("local only on a cluster: a static URL and a superuser of a local server")
     return _server_url()
 
 
 class Schema:
-    """A schema of its own on the server under test, migrated to head by Alembic."""
+    """A schema of its own on the server under test, migrated to head by Alembic.
 
-    def __init__(self, server: str, prefix: str = "bank_test"):
+    ``server`` None: the Aurora DSQL cluster of CLUSTER_ENDPOINT (Alembic then connects
+    as the application does, with BANK_SCHEMA naming the schema).
+    """
+
+    def __init__(self, server: str | None, prefix: str = "bank_test"):
         self.server = server
         self.name = f"{prefix}_{secrets.token_hex(4)}"
-        self.url = in_schema(server, self.name)
-        # Pre-pinged: fault tests kill backends, this engine's included.
-        self.admin = engine_for(server, hooks=False, isolation_level="AUTOCOMMIT",
-                                pool_pre_ping=True)
+        if server is None:
+            from bank.adapters.database import make_engine
+            from bank.adapters.settings import Settings
+
+            self.url = None
+            self.admin = make_engine(dataclasses.replace(Settings.from_env(), schema=None))
+        else:
+            self.url = in_schema(server, self.name)
+            # Pre-pinged: fault tests kill backends, this engine's included.
+            self.admin = engine_for(server, hooks=False, isolation_level="AUTOCOMMIT",
+                                    pool_pre_ping=True)
+
+    def alembic(self, command_name: str, revision: str) -> None:
+        if self.url is not None:
+            getattr(command, command_name)(alembic_config(self.url), revision)
+            return
+        saved = os.environ.get("BANK_SCHEMA")
+        os.environ["BANK_SCHEMA"] = self.name
+        try:
+            cfg = Config(str(ROOT / "alembic.ini"))
+            cfg.set_main_option("script_location", str(ROOT / "alembic"))
+            cfg.attributes["configure_logger"] = False
+            getattr(command, command_name)(cfg, revision)
+        finally:
+            if saved is None:
+                os.environ.pop("BANK_SCHEMA", None)
+            else:
+                os.environ["BANK_SCHEMA"] = saved
 
     def create(self, migrate: bool = True) -> Schema:
         with self.admin.connect() as conn:
             conn.execute(text(f"CREATE SCHEMA {self.name}"))
         if migrate:
-            command.upgrade(alembic_config(self.url), "head")
+            self.alembic("upgrade", "head")
         return self
 
     def drop(self) -> None:
@@ -96,7 +148,7 @@ class Schema:
                     {"t": f"{self.name}.alembic_version"},
                 ).scalar()
             if migrated:
-                command.downgrade(alembic_config(self.url), "base")
+                self.alembic("downgrade", "base")
                 with self.admin.connect() as conn:
                     conn.execute(text(f"DROP TABLE {self.name}.alembic_version"))
             with self.admin.connect() as conn:
@@ -106,21 +158,23 @@ class Schema:
 
 
 @pytest.fixture(scope="session")
-def test_schema(server_url: str) -> Iterator[Schema]:
-    schema = Schema(server_url).create()
+def test_schema() -> Iterator[Schema]:
+    schema = Schema(None if ON_DSQL else _server_url()).create()
     yield schema
     schema.drop()
 
 
 @pytest.fixture(scope="session")
-def database_url(server_url: str, test_schema: Schema) -> Iterator[str]:
-    """This session's schema, migrated to head; the application is pointed at it."""
+def database_url(test_schema: Schema) -> Iterator[str | None]:
+    """This session's schema, migrated to head; the application is pointed at it. Its URL,
+    locally; None on a cluster, where the application finds it by BANK_SCHEMA."""
     schema = test_schema
     from bank.adapters import database, settings
 
     saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "BANK_SCHEMA", "BANK_POOL_SIZE",
                                             "BANK_OCC_MAX_ATTEMPTS")}
-    os.environ["DATABASE_URL"] = server_url
+    if schema.server is not None:
+        os.environ["DATABASE_URL"] = schema.server
     os.environ["BANK_SCHEMA"] = schema.name
     os.environ.setdefault("BANK_POOL_SIZE", "12")  # the concurrency tests run 8-10 threads
     # Conflicts must happen in the concurrency tests, but never run a transfer out of
@@ -141,10 +195,12 @@ def database_url(server_url: str, test_schema: Schema) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def app_env(server_url: str, test_schema: Schema) -> dict[str, str]:
+def app_env(database_url, test_schema: Schema) -> dict[str, str]:
     """The environment of a ``bank`` subprocess pointed at this session's schema."""
-    env = dict(os.environ, DATABASE_URL=server_url, BANK_SCHEMA=test_schema.name)
-    env.pop("CLUSTER_ENDPOINT", None)
+    env = dict(os.environ, BANK_SCHEMA=test_schema.name)
+    if test_schema.server is not None:
+        env["DATABASE_URL"] = test_schema.server
+        env.pop("CLUSTER_ENDPOINT", None)
     return env
 
 

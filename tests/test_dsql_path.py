@@ -36,8 +36,8 @@ def with_fault(server_url: str, schema: str, fault: str):
 def jobs(engine, name: str) -> list[tuple]:
     with engine.connect() as conn:
         return conn.execute(text(
-            "SELECT status, job_type FROM sys.jobs WHERE object_name = current_schema() || '.' || :n"
-            " ORDER BY start_time"
+            "SELECT status, job_type FROM sys.jobs "
+            "WHERE object_name = current_schema() || '.' || :n ORDER BY start_time"
         ), {"n": name}).all()
 
 

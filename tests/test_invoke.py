@@ -1,7 +1,6 @@
 """`bank invoke`: template resolution, environment, and the Lambda-style output."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -57,8 +56,8 @@ def test_every_template_function_loads_its_handler():
         assert callable(resolve(name).load_handler())
 
 
-def test_cli_end_to_end_in_a_subprocess(seeded, database_url):
-    env = {**os.environ, "DATABASE_URL": database_url}
+def test_cli_end_to_end_in_a_subprocess(seeded, app_env):
+    env = app_env
     ok = subprocess.run(
         [
             sys.executable,

@@ -1,14 +1,13 @@
 """The README's tutorial command, end to end, on the test database."""
 
-import os
 import subprocess
 import sys
 
 from tests.conftest import ROOT
 
 
-def test_bank_tutorial_runs_every_chapter(database_url, tmp_path):
-    env = {**os.environ, "DATABASE_URL": database_url}
+def test_bank_tutorial_runs_every_chapter(app_env, tmp_path):
+    env = app_env
     uuids = tmp_path / "uuids.txt"  # never the user's uuids.txt: this database is dropped
     out = subprocess.run(
         [sys.executable, "-m", "bank.cli", "tutorial", "--quick", "--uuids", str(uuids)],
@@ -24,5 +23,6 @@ def test_bank_tutorial_runs_every_chapter(database_url, tmp_path):
     assert "loaded 2000 accounts" in text
     assert text.count("money                 conserved") == 3
     assert '"index_used": "idx_accounts7_metadata' in text
+    assert '"replayed": true' in text  # the transfer sent twice was applied once
     assert "Traceback" not in out.stderr
     assert len(uuids.read_text().split()) == 2000
