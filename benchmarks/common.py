@@ -2,7 +2,10 @@
 
 - ``scratch_schema(server)``: a schema of its own on the server, migrated to head by
   Alembic (the application's real tables and ledger), dropped at the end;
-- ``pgbench(...)``: the C client shipped with the embedded PostgreSQL, in that schema;
+- ``pgbench(...)``: the C client shipped with the embedded PostgreSQL, in that schema,
+  in DSQL strict mode or not;
+- ``STRICT_MODES``: ``--strict both`` measures everything with strict mode on and off, in
+  the same run, to show what strict mode costs;
 - ``Link(server, rtt_ms)``: a delay proxy (``netproxy.py``) in a process of its own, so
   its CPU does not compete with the client's; both the baseline and bank go through it.
 """
@@ -28,6 +31,7 @@ from bank.adapters.database import setup_engine
 from bank.adapters.embedded import pg_bin
 
 ROOT = Path(__file__).resolve().parent.parent
+STRICT_MODES = {"on": [True], "off": [False], "both": [True, False]}
 
 
 def with_schema(url: str, schema: str) -> str:
@@ -56,11 +60,13 @@ def scratch_schema(server: str) -> Iterator[str]:
         admin.dispose()
 
 
-def pgbench(url: str, schema: str, script: str, *args: str) -> str:
-    """Run pgbench with ``script`` in ``schema`` at REPEATABLE READ; its output."""
+def pgbench(url: str, schema: str, script: str, *args: str, strict: bool = False) -> str:
+    """Run pgbench with ``script`` in ``schema`` at REPEATABLE READ, in DSQL strict mode or
+    not (a server without the module ignores the setting); its output."""
     u = make_url(url)
     env = {**os.environ, "PGOPTIONS": f"-c search_path={schema} "
-           "-c default_transaction_isolation=repeatable\\ read"}
+           "-c default_transaction_isolation=repeatable\\ read "
+           f"-c dsql_strict.enabled={'on' if strict else 'off'}"}
     if u.password:
         env["PGPASSWORD"] = u.password
     with tempfile.NamedTemporaryFile("w", suffix=".sql") as fh:

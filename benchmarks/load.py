@@ -36,7 +36,7 @@ from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from bank.cli.console import IdsFile
 from bank.services.loader import load_accounts
 from bank.services.retry import RetryPolicy
-from benchmarks.common import pgbench, scratch_schema, with_schema
+from benchmarks.common import STRICT_MODES, pgbench, scratch_schema, with_schema
 
 BATCH = 1000
 SCRIPT = "INSERT INTO accounts2 (balance) SELECT 100 FROM generate_series(1, 1000) RETURNING id;\n"
@@ -53,15 +53,18 @@ def empty_table(url: str) -> None:
     engine.dispose()
 
 
-def baseline(server: str, schema: str, rows: int, threads: int, _: Path, protocol: str) -> float:
+def baseline(server: str, schema: str, rows: int, threads: int, _: Path, protocol: str,
+             strict: bool) -> float:
     started = time.perf_counter()
     pgbench(server, schema, SCRIPT, "-M", protocol, "-c", str(threads), "-j", str(threads),
-            "-t", str(rows // BATCH // threads))
+            "-t", str(rows // BATCH // threads), strict=strict)
     return rows / (time.perf_counter() - started)
 
 
-def bank_load(server: str, schema: str, rows: int, threads: int, workdir: Path, _: str) -> float:
-    settings = Settings.from_env({"DATABASE_URL": server, "BANK_SCHEMA": schema})
+def bank_load(server: str, schema: str, rows: int, threads: int, workdir: Path, _: str,
+              strict: bool) -> float:
+    settings = Settings.from_env({"DATABASE_URL": server, "BANK_SCHEMA": schema,
+                                  "BANK_STRICT": "1" if strict else "0"})
     started = time.perf_counter()
     install_engine(make_engine(dataclasses.replace(settings, pool_size=threads, max_overflow=0)))
     ids = IdsFile(workdir / "uuids.txt")
@@ -83,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (median)")
     parser.add_argument("--protocol", choices=["prepared", "simple"], default="prepared",
                         help="pgbench's query protocol; prepared (the default) is faster")
+    parser.add_argument("--strict", choices=sorted(STRICT_MODES), default="on",
+                        help="DSQL strict mode on the server for both sides (both: measure each "
+                             "and compare); default on")
     args = parser.parse_args(argv)
 
     server = database_url(Settings.from_env())
@@ -90,20 +96,27 @@ def main(argv: list[str] | None = None) -> int:
         with setup_engine(server).connect() as conn:
             version = conn.execute(text("SHOW server_version")).scalar()
         print(f"server: PostgreSQL {version}; scratch schema {schema}; median of {args.repeat}")
-        print(f"{'threads':>7} {'rows':>9} {'baseline rows/s':>16} {'bank load rows/s':>17} ratio")
+        print(f"{'threads':>7} {'rows':>9} {'strict':>6} {'baseline rows/s':>16} "
+              f"{'bank load rows/s':>17} ratio")
         for threads in (int(t) for t in args.threads.split(",")):
             rows = args.rows // (BATCH * threads) * BATCH * threads
-            runs: dict[str, list[float]] = {"baseline": [], "bank": []}
-            order = [("baseline", baseline), ("bank", bank_load)]
-            for _ in range(args.repeat):
-                order.reverse()  # ABBA...: drift in the machine's load cancels out
-                for name, measure in order:
-                    empty_table(with_schema(server, schema))
-                    runs[name].append(measure(server, schema, rows, threads, Path(tmp),
-                                              args.protocol))
-            base, bank = (statistics.median(runs[k]) for k in ("baseline", "bank"))
-            print(f"{threads:>7} {rows:>9} {base:>16,.0f} {bank:>17,.0f} {bank / base:>6.2f}")
-            sys.stdout.flush()
+            bank_by_mode = {}
+            for strict in STRICT_MODES[args.strict]:
+                runs: dict[str, list[float]] = {"baseline": [], "bank": []}
+                order = [("baseline", baseline), ("bank", bank_load)]
+                for _ in range(args.repeat):
+                    order.reverse()  # ABBA...: drift in the machine's load cancels out
+                    for name, measure in order:
+                        empty_table(with_schema(server, schema))
+                        runs[name].append(measure(server, schema, rows, threads, Path(tmp),
+                                                  args.protocol, strict))
+                base, bank = (statistics.median(runs[k]) for k in ("baseline", "bank"))
+                bank_by_mode[strict] = bank
+                print(f"{threads:>7} {rows:>9} {'on' if strict else 'off':>6} {base:>16,.0f} "
+                      f"{bank:>17,.0f} {bank / base:>6.2f}", flush=True)
+            if len(bank_by_mode) == 2:
+                print(f"{'':>17} bank load with strict mode on / off: "
+                      f"{bank_by_mode[True] / bank_by_mode[False]:.3f}", flush=True)
     return 0
 
 

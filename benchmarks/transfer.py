@@ -13,8 +13,8 @@ schema migrated by Alembic, at REPEATABLE READ, through the same link:
 server, both ways: 1 ms is about a round trip to Aurora DSQL within a Region. 0 is the
 loopback, where client CPU is all that counts.
 
-    .venv/bin/python benchmarks/transfer.py [--rtt-ms 0 1] [--clients 1 8] [--seconds 4]
-                                            [--rounds 3] [--processes]
+    .venv/bin/python -m benchmarks.transfer [--rtt-ms 0 1] [--clients 1 8] [--seconds 4]
+                                            [--rounds 3] [--processes] [--strict on|off|both]
 
 Prints, per link and client count, the median transfers/s of alternating runs and their
 ratio; then the round trips of one transfer (counted by a proxy, connection set-up
@@ -37,7 +37,7 @@ from sqlalchemy.engine import make_url
 
 from bank.adapters.database import database_url, setup_engine
 from bank.adapters.settings import Settings
-from benchmarks.common import Link, pgbench, scratch_schema, tps, with_schema
+from benchmarks.common import STRICT_MODES, Link, pgbench, scratch_schema, tps, with_schema
 from benchmarks.netproxy import Proxy
 
 ACCOUNT_COUNT = 1000
@@ -63,25 +63,27 @@ def seed(server: str, schema: str) -> None:
     engine.dispose()
 
 
-def run_pgbench(url: str, schema: str, clients: int, seconds: float) -> float:
+def run_pgbench(url: str, schema: str, clients: int, seconds: float, strict: bool) -> float:
     return tps(pgbench(url, schema, PGBENCH_SCRIPT, "-M", "prepared", "-c", str(clients),
-                       "-j", str(clients), "-T", str(int(seconds)), "--max-tries", "100"))
+                       "-j", str(clients), "-T", str(int(seconds)), "--max-tries", "100",
+                       strict=strict))
 
 
-def _use(url: str, schema: str, pool: int) -> None:
+def _use(url: str, schema: str, pool: int, strict: bool = True) -> None:
     """Point this process's bank at ``url`` and ``schema`` (the handler's own engine)."""
     os.environ.update(DATABASE_URL=url, BANK_SCHEMA=schema, BANK_POOL_SIZE=str(pool),
-                      BANK_POOL_MAX_OVERFLOW="0", BANK_OCC_MAX_ATTEMPTS="100")
+                      BANK_POOL_MAX_OVERFLOW="0", BANK_OCC_MAX_ATTEMPTS="100",
+                      BANK_STRICT="1" if strict else "0")
     from bank.adapters import database, settings
 
     settings.get_settings.cache_clear()
     database.install_engine(None)
 
 
-def _transfers(url: str, schema: str, threads: int, seconds: float, seed: int
+def _transfers(url: str, schema: str, threads: int, seconds: float, seed: int, strict: bool
                ) -> tuple[int, int, float]:
     """``threads`` threads of ch05 transfers for ``seconds``: (transfers, retried, CPU s)."""
-    _use(url, schema, threads)
+    _use(url, schema, threads, strict)
     from bank.adapters.database import get_engine
     from bank.handlers.ch05 import handler
 
@@ -116,16 +118,16 @@ def _transfers(url: str, schema: str, threads: int, seconds: float, seed: int
     return sum(counts), sum(retried), cpu
 
 
-def run_bank(url: str, schema: str, clients: int, seconds: float, processes: bool
-             ) -> tuple[float, int, float]:
+def run_bank(url: str, schema: str, clients: int, seconds: float, processes: bool,
+             strict: bool) -> tuple[float, int, float]:
     """(transfers/s, retried, client CPU µs per transfer)."""
     if processes:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(clients) as pool:
             results = pool.starmap(_transfers,
-                                   [(url, schema, 1, seconds, n) for n in range(clients)])
+                                   [(url, schema, 1, seconds, n, strict) for n in range(clients)])
     else:
-        results = [_transfers(url, schema, clients, seconds, 0)]
+        results = [_transfers(url, schema, clients, seconds, 0, strict)]
     done = sum(r[0] for r in results)
     return done / seconds, sum(r[1] for r in results), 1e6 * sum(r[2] for r in results) / done
 
@@ -142,7 +144,7 @@ def round_trips(server: str, schema: str, n: int = 200) -> tuple[float, float]:
             counts.append(proxy.stats.snapshot()[0] - before)
         baseline = (counts[1] - counts[0]) / n
         _use(url, schema, 1)
-        from bank.handlers.ch05 import handler
+        from bank.handlers.ch05 import handler  # noqa: F811
 
         handler({"payer_id": 1, "payee_id": 2, "amount": "1"})  # connects
         before = proxy.stats.snapshot()[0]
@@ -162,6 +164,9 @@ def main() -> None:
                         help="alternate pgbench and bank this many times; medians are compared")
     parser.add_argument("--processes", action="store_true",
                         help="bank's clients are processes (as Lambda scales) instead of threads")
+    parser.add_argument("--strict", choices=sorted(STRICT_MODES), default="on",
+                        help="DSQL strict mode on the server for both sides (both: measure each "
+                             "and compare); default on")
     args = parser.parse_args()
     server = database_url(Settings.from_env())
     with scratch_schema(server) as schema:
@@ -173,21 +178,31 @@ def main() -> None:
               f"{kind}; median of {args.rounds} alternating runs of {args.seconds:g} s")
         pg_rt, bank_rt = round_trips(server, schema)
         print(f"round trips per transfer: pgbench {pg_rt:.2f}, bank {bank_rt:.2f}")
-        print(f"{'rtt ms':>6} {'clients':>7} {'pgbench tps':>12} {'bank tps':>9} {'ratio':>6} "
-              f"{'retried':>8} {'bank CPU µs/transfer':>21}")
+        print(f"{'rtt ms':>6} {'clients':>7} {'strict':>6} {'pgbench tps':>12} {'bank tps':>9} "
+              f"{'ratio':>6} {'retried':>8} {'bank CPU µs/transfer':>21}")
+        modes = STRICT_MODES[args.strict]
         for rtt in args.rtt_ms:
             with Link(server, rtt) as link:
                 for n in args.clients:
-                    baseline, ours, cpus, retried = [], [], [], 0
-                    for _ in range(args.rounds):
-                        baseline.append(run_pgbench(link.url, schema, n, args.seconds))
-                        rate, r, cpu = run_bank(link.url, schema, n, args.seconds, args.processes)
-                        ours.append(rate)
-                        cpus.append(cpu)
-                        retried += r
-                    b, o = statistics.median(baseline), statistics.median(ours)
-                    print(f"{rtt:>6g} {n:>7} {b:>12.0f} {o:>9.0f} {o / b:>5.2f}x {retried:>8} "
-                          f"{statistics.median(cpus):>21.0f}", flush=True)
+                    bank_by_mode = {}
+                    for strict in modes:
+                        baseline, ours, cpus, retried = [], [], [], 0
+                        for _ in range(args.rounds):
+                            baseline.append(run_pgbench(link.url, schema, n, args.seconds,
+                                                        strict))
+                            rate, r, cpu = run_bank(link.url, schema, n, args.seconds,
+                                                    args.processes, strict)
+                            ours.append(rate)
+                            cpus.append(cpu)
+                            retried += r
+                        b, o = statistics.median(baseline), statistics.median(ours)
+                        bank_by_mode[strict] = o
+                        print(f"{rtt:>6g} {n:>7} {'on' if strict else 'off':>6} {b:>12.0f} "
+                              f"{o:>9.0f} {o / b:>5.2f}x {retried:>8} "
+                              f"{statistics.median(cpus):>21.0f}", flush=True)
+                    if len(bank_by_mode) == 2:
+                        print(f"{'':>14} bank with strict mode on / off: "
+                              f"{bank_by_mode[True] / bank_by_mode[False]:.3f}", flush=True)
 
 
 if __name__ == "__main__":

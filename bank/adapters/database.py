@@ -40,7 +40,7 @@ from typing import Any
 
 from psycopg import pq
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 
 from bank.adapters.dberrors import translate
 from bank.adapters.settings import Settings, Target, get_settings
@@ -131,9 +131,7 @@ def local_engine(url: str, settings: Settings, **engine_kwargs: Any) -> Engine:
     """An engine on a local PostgreSQL (``DATABASE_URL``, the embedded server), in strict
     mode or not (``settings.strict``); Alembic's ``env.py`` makes its engine here too."""
     parsed = make_url(sqlalchemy_url(url))
-    # libpq options of the URL itself (``?options=-c...``) come first, then ours.
-    own = parsed.query.get("options")
-    options = [own if isinstance(own, str) else None, local_options(settings)]
+    options: list[str | None] = [*_own_options(parsed), local_options(settings)]
     parsed = parsed.difference_update_query(["options"])
     connect_timeout = max(1, round(settings.connect_timeout_s))
     connect_args: dict[str, Any] = {"connect_timeout": connect_timeout}
@@ -158,8 +156,16 @@ def local_engine(url: str, settings: Settings, **engine_kwargs: Any) -> Engine:
 def setup_engine(url: str, **engine_kwargs: Any) -> Engine:
     """A local superuser's engine for set-up and inspection (benchmarks, ``bank chaos``),
     not the application's: plain PostgreSQL, strict mode off for its sessions."""
-    return create_engine(sqlalchemy_url(url),
-                         connect_args={"options": "-c dsql_strict.enabled=off"}, **engine_kwargs)
+    parsed = make_url(sqlalchemy_url(url))
+    options = _own_options(parsed) + ["-c dsql_strict.enabled=off"]
+    return create_engine(parsed.difference_update_query(["options"]),
+                         connect_args={"options": " ".join(options)}, **engine_kwargs)
+
+
+def _own_options(url: URL) -> list[str]:
+    """The libpq ``options`` a URL carries itself (``?options=-c...``): kept, first."""
+    own = url.query.get("options")
+    return [own] if isinstance(own, str) and own else []
 
 
 def hooked(engine: Engine) -> Engine:
