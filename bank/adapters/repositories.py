@@ -72,6 +72,17 @@ def _move_statement(table: Table):
     )
 
 
+_INSERT_TRANSFER = insert(orm.transfers)
+
+
+@cache
+def _compiled(statement: Any, dialect: Any) -> str:
+    """``statement`` as SQL text for ``dialect``, compiled once: a statement run on every
+    transfer skips SQLAlchemy's per-execution compile-cache lookup and parameter processing
+    (the parameters are plain ints, UUIDs, Decimals and datetimes psycopg sends as they are)."""
+    return str(statement.compile(dialect=dialect))
+
+
 @cache
 def _total_statement(table: Table):
     ids = bindparam("ids", type_=ARRAY(table.c.id.type))
@@ -92,8 +103,10 @@ class SqlAlchemyAccounts:
     def move(self, payer_id: Any, payee_id: Any, amount: Decimal) -> Decimal | None:
         """The payer's balance after moving ``amount`` to the payee, or None if nothing moved
         (an account missing, or the payer cannot pay)."""
-        rows = self.session.execute(
-            _move_statement(self.table), {"payer": payer_id, "payee": payee_id, "amount": amount}
+        connection = self.session.connection()
+        rows = connection.exec_driver_sql(
+            _compiled(_move_statement(self.table), connection.dialect),
+            {"payer": payer_id, "payee": payee_id, "amount": amount},
         ).all()
         for account_id, balance in rows:
             if account_id == payer_id:
@@ -153,7 +166,8 @@ class SqlAlchemyLedger:
                  "payer_balance": t.payer_balance, "created_at": t.created_at}
                 for t in self.pending
             ]
-            self.session.execute(insert(orm.transfers), rows)
+            connection = self.session.connection()
+            connection.exec_driver_sql(_compiled(_INSERT_TRANSFER, connection.dialect), rows)
             self.pending.clear()
 
     def get(self, transfer_id: uuid.UUID) -> Transfer | None:
