@@ -33,11 +33,14 @@ from pathlib import Path
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bank.adapters.database import database_url
+from bank.adapters.database import database_url, install_engine, make_engine
 from bank.adapters.embedded import pg_bin
-from bank.adapters.orm import Account2
+from bank.adapters.orm import accounts2
 from bank.adapters.settings import Settings
+from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from bank.cli.console import IdsFile
 from bank.services.loader import load_accounts
+from bank.services.retry import RetryPolicy
 
 BATCH = 1000
 SCRIPT = "INSERT INTO accounts2 (balance) SELECT 100 FROM generate_series(1, 1000) RETURNING id;\n"
@@ -46,8 +49,8 @@ SCRIPT = "INSERT INTO accounts2 (balance) SELECT 100 FROM generate_series(1, 100
 def reset_table(url: str) -> None:
     engine = create_engine(url)
     try:
-        Account2.__table__.drop(engine, checkfirst=True)
-        Account2.__table__.create(engine)
+        accounts2.drop(engine, checkfirst=True)
+        accounts2.create(engine)
     finally:
         engine.dispose()
 
@@ -64,10 +67,19 @@ def baseline(url: str, rows: int, threads: int, workdir: Path, protocol: str) ->
 
 
 def bank_load(url: str, rows: int, threads: int, workdir: Path, protocol: str) -> float:
+    # What `bank load` does: one connection per worker, the ids written to a file.
     settings = Settings.from_env({"DATABASE_URL": url})
+    install_engine(make_engine(settings, pool_size=threads, max_overflow=0))
     started = time.perf_counter()
-    result = load_accounts(settings, rows, batch=BATCH, threads=threads, out=workdir / "uuids.txt")
+    ids = IdsFile(workdir / "uuids.txt")
+    try:
+        result = load_accounts(SqlAlchemyUnitOfWork, rows, on_batch=ids.write,
+                               policy=RetryPolicy.from_settings(settings), batch=BATCH,
+                               threads=threads)
+    finally:
+        ids.close()
     seconds = time.perf_counter() - started
+    install_engine(None)
     assert result.rows == rows, result
     return rows / seconds
 
