@@ -12,6 +12,8 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -46,6 +48,29 @@ def _server_url() -> str:
 
     url = os.environ.get("DATABASE_URL")
     return sqlalchemy_url(url) if url else ensure_running()
+
+
+@pytest.fixture()
+def throwaway_server():
+    """A factory of embedded servers in folders of their own (not .bank/), stopped and
+    removed at the end.
+
+    Not under pytest's tmp_path: as root the server runs as another OS user, which must
+    traverse the folders above its data, and every pytest session that starts on this
+    machine resets /tmp/pytest-of-root to 0700 (so would another engineer's)."""
+    from bank.adapters.embedded import EmbeddedPostgres
+
+    top = Path(tempfile.mkdtemp(prefix="bank-test-"))
+    made: list[EmbeddedPostgres] = []
+
+    def make(name: str = "data") -> EmbeddedPostgres:
+        made.append(EmbeddedPostgres(top / name))
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.stop()
+    shutil.rmtree(top)
 
 
 @pytest.fixture(scope="session")

@@ -9,16 +9,13 @@ import psycopg
 import pytest
 
 from bank.adapters import embedded
-from bank.adapters.embedded import EmbeddedPostgres
 from bank.domain.errors import EmbeddedDatabaseError
 from tests.conftest import ROOT
 
 
 @pytest.fixture()
-def pg(tmp_path):
-    server = EmbeddedPostgres(tmp_path / "data")
-    yield server
-    server.stop()
+def pg(throwaway_server):
+    return throwaway_server()
 
 
 def test_start_status_url_stop(pg):
@@ -27,10 +24,12 @@ def test_start_status_url_stop(pg):
     assert status.running and status.port and status.pid
     url = status.url.replace("+psycopg", "")
     with psycopg.connect(url) as conn:
-        version = conn.execute("SHOW server_version_num").fetchone()[0]
-        isolation = conn.execute("SHOW default_transaction_isolation").fetchone()[0]
-    assert int(version) >= 180000
-    assert isolation == "repeatable read"  # DSQL's isolation, for psql and pgbench too
+        show = lambda name: conn.execute(f"SHOW {name}").fetchone()[0]  # noqa: E731
+        assert int(show("server_version_num")) >= 180000
+        # DSQL's isolation, for psql and pgbench too.
+        assert show("default_transaction_isolation") == "repeatable read"
+        # Durable: an acknowledged commit is on disk.
+        assert (show("fsync"), show("synchronous_commit")) == ("on", "on")
     # Idempotent: a second start finds the running server.
     assert pg.start().pid == status.pid
     pg.stop()
@@ -40,17 +39,17 @@ def test_start_status_url_stop(pg):
     assert again.running and again.port == status.port
 
 
-def test_survives_the_process_that_started_it(pg, tmp_path):
+def test_survives_the_process_that_started_it(pg):
     code = (
         "from bank.adapters.embedded import EmbeddedPostgres; from pathlib import Path; "
-        f"print(EmbeddedPostgres(Path({str(tmp_path / 'data')!r})).start().port)"
+        f"print(EmbeddedPostgres(Path({str(pg.data_dir)!r})).start().port)"
     )
     port = int(subprocess.check_output([sys.executable, "-c", code], text=True).strip())
     assert pg.status().running and pg.status().port == port
 
 
-def test_cli_status_and_url(tmp_path):
-    env = {"BANK_DATA_DIR": str(tmp_path / "cli"), "PATH": "/usr/bin:/bin"}
+def test_cli_status_and_url(throwaway_server):
+    env = {"BANK_DATA_DIR": str(throwaway_server("cli").data_dir), "PATH": "/usr/bin:/bin"}
     run = lambda *a: subprocess.run(  # noqa: E731
         [sys.executable, "-m", "bank.cli", "db", *a], capture_output=True, text=True, env=env
     )
@@ -65,9 +64,9 @@ def test_cli_status_and_url(tmp_path):
     assert run("status").returncode == 3
 
 
-def test_unstartable_server_is_a_clear_error(tmp_path):
-    data = tmp_path / "broken"
-    server = EmbeddedPostgres(data)
+def test_unstartable_server_is_a_clear_error(throwaway_server):
+    server = throwaway_server("broken")
+    data = server.data_dir
     server.start()
     server.stop()
     (server.pgdata / "postgresql.conf").write_text("this is not a setting\n")

@@ -6,6 +6,9 @@ ourselves so that its data lives in ``.bank/`` in the repository, it listens on
 127.0.0.1 (reachable by psycopg, psql and pgbench alike) and it keeps running
 between commands until ``bank db stop``.
 
+Durable: a commit is acknowledged once its WAL is on disk (``fsync`` and
+``synchronous_commit``: PostgreSQL's defaults, written out in the configuration).
+
 After a crash, ``start`` removes a ``postmaster.pid`` whose server is gone.
 
 PostgreSQL refuses to run as root. When we are root (CI is), the server runs as an
@@ -34,18 +37,18 @@ SYSTEM_USER = "embedded_postgres"
 START_TIMEOUT_S = 60
 CRASH_WAIT_S = 10  # for the children of a postmaster that died to leave
 
-# Settings that make the local server behave like DSQL where it can, and fast for
-# a development database. A crash may lose the last commits (synchronous_commit off):
-# acceptable for a tutorial database, never for a real one.
+# Settings that make the local server behave like DSQL where it can.
 SERVER_CONF = """
 # --- written by bank.adapters.embedded ---
 listen_addresses = '127.0.0.1'
 port = {port}
 unix_socket_directories = ''
 default_transaction_isolation = 'repeatable read'
-synchronous_commit = off
 max_connections = 200
 shared_buffers = 256MB
+# A commit is acknowledged once its WAL is on disk: a crash loses no acknowledged commit.
+fsync = on
+synchronous_commit = on
 log_min_messages = warning
 """
 
@@ -278,7 +281,7 @@ class EmbeddedPostgres:
     def _initdb(self) -> None:
         self._run(
             [pg_bin("initdb"), "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust",
-             "--encoding=UTF8", "--locale=C", "--no-sync"],
+             "--encoding=UTF8", "--locale=C"],
             timeout=120,
         )
 
