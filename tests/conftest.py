@@ -63,8 +63,8 @@ def throwaway_server():
     top = Path(tempfile.mkdtemp(prefix="bank-test-"))
     made: list[EmbeddedPostgres] = []
 
-    def make(name: str = "data") -> EmbeddedPostgres:
-        made.append(EmbeddedPostgres(top / name))
+    def make(name: str = "data", port: int | None = None) -> EmbeddedPostgres:
+        made.append(EmbeddedPostgres(top / name, port))
         return made[-1]
 
     yield make

@@ -1,6 +1,7 @@
 """The embedded server's lifecycle, on a data directory of its own (not .bank/)."""
 
 import json
+import socket
 import subprocess
 import sys
 import textwrap
@@ -9,13 +10,22 @@ import psycopg
 import pytest
 
 from bank.adapters import embedded
-from bank.domain.errors import EmbeddedDatabaseError
+from bank.adapters.embedded import EmbeddedPostgres
+from bank.domain.errors import EmbeddedDatabaseError, PortInUse
 from tests.conftest import ROOT
 
 
 @pytest.fixture()
 def pg(throwaway_server):
     return throwaway_server()
+
+
+def cli(*args: str, data_dir, **env: str) -> subprocess.CompletedProcess:
+    """``bank ARGS`` in a process of its own, on ``data_dir``."""
+    return subprocess.run(
+        [sys.executable, "-m", "bank.cli", *args], capture_output=True, text=True,
+        env={"BANK_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin", **env},
+    )
 
 
 def test_start_status_url_stop(pg):
@@ -78,6 +88,40 @@ def test_unstartable_server_is_a_clear_error(throwaway_server):
     )
     assert out.returncode == 1
     assert "EmbeddedDatabaseError" in out.stderr and "Traceback" not in out.stderr
+
+
+# -- the port: chosen once, never moved ------------------------------------------------
+
+
+def test_a_taken_port_is_a_named_error_not_a_move(pg):
+    port = pg.start().port
+    pg.stop()
+    with socket.socket() as squatter:  # another program takes the port meanwhile
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        with pytest.raises(PortInUse, match=f"127.0.0.1:{port} is taken by another program"):
+            pg.start()
+        assert pg.port() == port and not pg.status().running
+        out = cli("db", "start", data_dir=pg.data_dir)
+        assert out.returncode == 1 and "Traceback" not in out.stderr
+        assert "PortInUse" in out.stderr and "BANK_DB_PORT" in out.stderr
+        assert str(pg.port_file) in out.stderr
+        debug = cli("--debug", "db", "start", data_dir=pg.data_dir)
+        assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+        # The way out: BANK_DB_PORT chooses another port, which is then recorded.
+        moved = cli("db", "start", data_dir=pg.data_dir, BANK_DB_PORT=str(free_port()))
+        assert moved.returncode == 0, moved.stderr
+    assert pg.status().running and pg.port() != port
+    assert pg.start().port == pg.port()  # and kept without BANK_DB_PORT
+    with pytest.raises(EmbeddedDatabaseError, match="run `bank db stop`, then start"):
+        EmbeddedPostgres(pg.data_dir, port).start()  # a running server is not moved
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 # -- a start right after a crash --------------------------------------------------------

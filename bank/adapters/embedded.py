@@ -9,6 +9,10 @@ between commands until ``bank db stop``.
 Durable: a commit is acknowledged once its WAL is on disk (``fsync`` and
 ``synchronous_commit``: PostgreSQL's defaults, written out in the configuration).
 
+One address: the port is chosen once and recorded in ``.bank/port`` (``BANK_DB_PORT``
+chooses another). If another program holds it, ``start`` fails with ``PortInUse``
+instead of moving, so that nothing else answers in the server's place.
+
 After a crash, ``start`` removes a ``postmaster.pid`` whose server is gone.
 
 PostgreSQL refuses to run as root. When we are root (CI is), the server runs as an
@@ -29,7 +33,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bank.domain.errors import EmbeddedDatabaseError
+from bank.adapters.settings import Settings, get_settings
+from bank.domain.errors import EmbeddedDatabaseError, PortInUse
 
 DATABASE = "bank"
 SUPERUSER = "postgres"
@@ -84,11 +89,12 @@ class Status:
 
 
 class EmbeddedPostgres:
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, port: int | None = None):
         self.data_dir = Path(data_dir).resolve()
         self.pgdata = self.data_dir / "pgdata"
         self.log_file = self.data_dir / "postgres.log"
         self.port_file = self.data_dir / "port"
+        self.requested_port = port  # BANK_DB_PORT
 
     # -- running as the right user -------------------------------------------------
     @property
@@ -246,7 +252,18 @@ class EmbeddedPostgres:
         with self._lock():
             status = self.status()
             if status.running:
+                if self.requested_port not in (None, status.port):
+                    raise EmbeddedDatabaseError(
+                        f"the embedded server runs on port {status.port}, and BANK_DB_PORT "
+                        f"asks for {self.requested_port}: run `bank db stop`, then start it "
+                        "again to move it"
+                    )
                 return status
+            if status.pid is not None:
+                raise EmbeddedDatabaseError(
+                    f"the embedded server (pid {status.pid}) runs but does not answer on "
+                    f"127.0.0.1:{status.port}: wait, or run `bank db stop`{self._log_tail()}"
+                )
             if self._as_root:
                 self._prepare_root()
             else:
@@ -254,10 +271,8 @@ class EmbeddedPostgres:
                 self.pgdata.chmod(0o700)
             if not (self.pgdata / "PG_VERSION").exists():
                 self._initdb()
-            port = self.port()
-            if port is None or not _port_free(port):
-                port = _free_port()
-                self._write_conf(port)
+            port = self._free_port_to_use()
+            self._write_conf(port)
             self._clear_crash()
             self._run(
                 [pg_bin("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file),
@@ -284,6 +299,21 @@ class EmbeddedPostgres:
              "--encoding=UTF8", "--locale=C"],
             timeout=120,
         )
+
+    def _free_port_to_use(self) -> int:
+        """BANK_DB_PORT, else the recorded port, else a free one; never another if taken."""
+        port = self.requested_port or self.port() or _free_port()
+        if not _port_free(port):
+            how = ("BANK_DB_PORT asks for it" if self.requested_port
+                   else f"it is recorded in {self.port_file}")
+            raise PortInUse(
+                f"127.0.0.1:{port} is taken by another program, not by this checkout's "
+                f"PostgreSQL (data in {self.data_dir}; {how}). The server does not move to "
+                "another port, so that nothing else answers in its place. Stop that "
+                "program, or choose another port: BANK_DB_PORT=<port> bank db start "
+                f"(it is then recorded), or delete {self.port_file} to have a free one picked"
+            )
+        return port
 
     def _write_conf(self, port: int) -> None:
         conf = self.pgdata / "postgresql.conf"
@@ -342,16 +372,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def server(data_dir: Path | None = None) -> EmbeddedPostgres:
-    if data_dir is None:
-        from bank.adapters.settings import get_settings
-
-        data_dir = get_settings().data_dir
-    return EmbeddedPostgres(data_dir)
+def server(settings: Settings | None = None) -> EmbeddedPostgres:
+    settings = settings or get_settings()
+    return EmbeddedPostgres(settings.data_dir, settings.db_port)
 
 
-def ensure_running(data_dir: Path | None = None) -> str:
+def ensure_running(settings: Settings | None = None) -> str:
     """Start the embedded server if needed; return its SQLAlchemy URL."""
-    status = server(data_dir).start()
+    status = server(settings).start()
     assert status.url is not None
     return status.url
