@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import pwd
 import secrets
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from decimal import Decimal
@@ -50,10 +52,21 @@ def _server_url() -> str:
     return sqlalchemy_url(url) if url else ensure_running()
 
 
+def drop_os_user(name: str | None) -> None:
+    """Delete an OS user that a test made (as root), if it exists."""
+    if name is None:
+        return
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return
+    subprocess.run(["userdel", name], check=True, capture_output=True)
+
+
 @pytest.fixture()
 def throwaway_server():
     """A factory of embedded servers in folders of their own (not .bank/), stopped and
-    removed at the end.
+    removed at the end, and as root their OS users (``bank_<hash>``) deleted.
 
     Not under pytest's tmp_path: as root the server runs as another OS user, which must
     traverse the folders above its data, and every pytest session that starts on this
@@ -70,6 +83,7 @@ def throwaway_server():
     yield make
     for server in made:
         server.stop()
+        drop_os_user(server.os_user)
     shutil.rmtree(top)
 
 

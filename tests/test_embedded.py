@@ -20,6 +20,10 @@ def pg(throwaway_server):
     return throwaway_server()
 
 
+def libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
 def cli(*args: str, data_dir, **env: str) -> subprocess.CompletedProcess:
     """``bank ARGS`` in a process of its own, on ``data_dir``."""
     return subprocess.run(
@@ -32,8 +36,7 @@ def test_start_status_url_stop(pg):
     assert pg.status().running is False
     status = pg.start()
     assert status.running and status.port and status.pid
-    url = status.url.replace("+psycopg", "")
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(libpq(status.url)) as conn:
         show = lambda name: conn.execute(f"SHOW {name}").fetchone()[0]  # noqa: E731
         assert int(show("server_version_num")) >= 180000
         # DSQL's isolation, for psql and pgbench too.
@@ -59,19 +62,21 @@ def test_survives_the_process_that_started_it(pg):
 
 
 def test_cli_status_and_url(throwaway_server):
-    env = {"BANK_DATA_DIR": str(throwaway_server("cli").data_dir), "PATH": "/usr/bin:/bin"}
-    run = lambda *a: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "bank.cli", "db", *a], capture_output=True, text=True, env=env
-    )
-    assert run("status").returncode == 3
-    try:
-        url = run("url")
-        assert url.returncode == 0 and url.stdout.startswith("postgresql+psycopg://")
-        status = run("status")
-        assert status.returncode == 0 and "running" in status.stdout
-    finally:
-        assert run("stop").returncode == 0
-    assert run("status").returncode == 3
+    pg = throwaway_server("cli")
+    assert cli("db", "status", data_dir=pg.data_dir).returncode == 3
+    url = cli("db", "url", data_dir=pg.data_dir)
+    assert url.returncode == 0 and url.stdout.startswith("postgresql://")
+    # The URL works for libpq's own clients, and does not carry the secret.
+    secret = pg.passfile.read_text().strip().rsplit(":", 1)[1]
+    assert secret not in url.stdout + url.stderr
+    psql = subprocess.run([embedded.pg_bin("psql"), "-XtAc", "SELECT current_user",
+                           url.stdout.strip()], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    assert psql.stdout.strip() == "postgres", psql.stderr
+    status = cli("db", "status", data_dir=pg.data_dir)
+    assert status.returncode == 0 and "running" in status.stdout
+    assert cli("db", "stop", data_dir=pg.data_dir).returncode == 0
+    assert cli("db", "status", data_dir=pg.data_dir).returncode == 3
 
 
 def test_unstartable_server_is_a_clear_error(throwaway_server):

