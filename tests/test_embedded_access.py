@@ -8,7 +8,6 @@ runs as an OS user of its own. The tests that need another OS user create one wi
 
 import os
 import pwd
-import secrets
 import stat
 import subprocess
 import time
@@ -17,21 +16,10 @@ import psycopg
 import pytest
 
 from bank.adapters.embedded import pg_bin
-from tests.conftest import drop_os_user
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root: creates OS users with useradd (CI runs as root)"
 )
-
-
-@pytest.fixture()
-def stranger():
-    """An ordinary OS user of this machine, not the server's."""
-    name = f"banktest_{secrets.token_hex(3)}"
-    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-                   check=True, capture_output=True)
-    yield pwd.getpwnam(name)
-    drop_os_user(name)
 
 
 def as_user(user: pwd.struct_passwd, *args: str, **env: str) -> subprocess.CompletedProcess:

