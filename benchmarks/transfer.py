@@ -13,8 +13,8 @@ schema migrated by Alembic, at REPEATABLE READ, through the same link:
 server, both ways: 1 ms is about a round trip to Aurora DSQL within a Region. 0 is the
 loopback, where client CPU is all that counts.
 
-    .venv/bin/python benchmarks/transfer.py [--rtt-ms 0 1] [--clients 1 8] [--seconds 4]
-                                            [--rounds 3] [--processes]
+    .venv/bin/python -m benchmarks.transfer [--rtt-ms 0 1] [--clients 1 8] [--seconds 4]
+                                           [--rounds 3] [--processes]
 
 Prints, per link and client count, the median transfers/s of alternating runs and their
 ratio; then the round trips of one transfer (counted by a proxy, connection set-up
