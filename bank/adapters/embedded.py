@@ -196,10 +196,11 @@ class EmbeddedPostgres:
     def _prepare(self) -> None:
         """The data folder: 0700, and as root the server's own (its OS user created if
         needed; a folder of another OS user, e.g. of an older version, handed over)."""
+        programs = bin_dir()  # before anything is made: they may be missing
         self.pgdata.mkdir(parents=True, exist_ok=True)
         if self.os_user is not None:
             owner = self._owner()
-            for leaf in (self.data_dir, bin_dir()):  # let the user reach its data and binaries
+            for leaf in (self.data_dir, programs):  # let the user reach its data and binaries
                 for parent in leaf.parents:
                     mode = parent.stat().st_mode
                     if mode & 0o011 != 0o011:
@@ -208,7 +209,7 @@ class EmbeddedPostgres:
                 for root, dirs, files in os.walk(self.data_dir):
                     for name in [".", *dirs, *files]:
                         os.lchown(os.path.join(root, name), owner.pw_uid, owner.pw_gid)
-            _readable_by_all(bin_dir().parent)
+            _readable_by_all(programs.parent)
         for path in (self.data_dir, self.pgdata):
             path.chmod(0o700)
 
