@@ -105,6 +105,8 @@ def test_a_taken_port_is_a_named_error_not_a_move(pg):
     port = pg.start().port
     pg.stop()
     with socket.socket() as squatter:  # another program takes the port meanwhile
+        # (as servers do: the port may still hold the stopped server's closed connections)
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
         with pytest.raises(PortInUse, match=f"127.0.0.1:{port} is taken by another program"):
