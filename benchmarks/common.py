@@ -69,6 +69,10 @@ def pgbench(url: str, schema: str, script: str, *args: str, strict: bool = False
            f"-c dsql_strict.enabled={'on' if strict else 'off'}"}
     if u.password:
         env["PGPASSWORD"] = u.password
+    for param, variable in (("passfile", "PGPASSFILE"), ("require_auth", "PGREQUIREAUTH")):
+        value = u.query.get(param)  # the embedded server's URL: the password is in a file
+        if isinstance(value, str):
+            env[variable] = value
     with tempfile.NamedTemporaryFile("w", suffix=".sql") as fh:
         fh.write(script)
         fh.flush()

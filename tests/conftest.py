@@ -12,7 +12,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import pwd
 import secrets
+import shutil
+import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -83,6 +88,61 @@ def _server_url() -> str:
 
     url = os.environ.get("DATABASE_URL")
     return sqlalchemy_url(url) if url else ensure_running()
+
+
+def drop_os_user(name: str | None) -> None:
+    """Delete an OS user that a test made (as root), if it exists.
+
+    userdel refuses while a process of the user exists, zombies included: a crashed
+    server's processes may wait a few seconds for init to reap them."""
+    if name is None:
+        return
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return
+    for _ in range(100):
+        done = subprocess.run(["userdel", name], capture_output=True, text=True)
+        if done.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"userdel {name}: {done.stderr}")
+
+
+@pytest.fixture()
+def stranger():
+    """An ordinary OS user of this machine, made for the test with useradd (needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root: creates an OS user with useradd (CI runs as root)")
+    name = f"banktest_{secrets.token_hex(3)}"
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
+                   check=True, capture_output=True)
+    yield pwd.getpwnam(name)
+    drop_os_user(name)
+
+
+@pytest.fixture()
+def throwaway_server():
+    """A factory of embedded servers in folders of their own (not .bank/), stopped and
+    removed at the end, and as root their OS users (``bank_<hash>``) deleted.
+
+    Not under pytest's tmp_path: as root the server runs as another OS user, which must
+    traverse the folders above its data, and every pytest session that starts on this
+    machine resets /tmp/pytest-of-root to 0700 (so would another engineer's)."""
+    from bank.adapters.embedded import EmbeddedPostgres
+
+    top = Path(tempfile.mkdtemp(prefix="bank-test-"))
+    made: list[EmbeddedPostgres] = []
+
+    def make(name: str = "data", port: int | None = None) -> EmbeddedPostgres:
+        made.append(EmbeddedPostgres(top / name, port))
+        return made[-1]
+
+    yield make
+    for server in made:
+        server.stop()
+        drop_os_user(server.os_user)
+    shutil.rmtree(top)
 
 
 @pytest.fixture(scope="session")

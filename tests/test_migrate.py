@@ -17,12 +17,13 @@ import time
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from bank.adapters import database, migrations, roles, settings
 from bank.domain.errors import BankError
 from bank.handlers import migrate
-from tests.conftest import Schema
+from tests.conftest import Schema, engine_for
 
 ARN = "arn:aws:iam::123456789012:role/bank-AppFunctionRole-0123456789AB"
 
@@ -117,7 +118,7 @@ def fresh(server_url, monkeypatch):
             conn.execute(text(f"DROP OWNED BY {role}"))
     schema.drop()
     if exists:
-        admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
+        admin = engine_for(server_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(text(f"DROP ROLE {role}"))
         admin.dispose()
@@ -177,7 +178,8 @@ def test_the_role_can_run_ch03_to_ch06_and_nothing_more(cfn, fresh, monkeypatch,
     schema, role = fresh
     migrate.handler(event(cfn, "Create", AppRole=role, AppRoleArn=ARN, Seed="true"), Context())
     # Connect as the role would: libpq's options set the session role at connect.
-    as_role = f"{server_url}?options=-crole%3D{role}"
+    as_role = make_url(server_url).update_query_dict(
+        {"options": f"-crole={role}"}).render_as_string(hide_password=False)
     point_at(monkeypatch, as_role, schema.name)
     with database.get_engine().connect() as conn:
         assert conn.execute(text("SELECT current_user")).scalar() == role

@@ -56,7 +56,8 @@ def test_region_from_endpoint():
 @pytest.mark.parametrize(
     "name, value",
     [("BANK_OCC_MAX_ATTEMPTS", "0"), ("BANK_OCC_MAX_ATTEMPTS", "x"), ("BANK_POOL_SIZE", "-1"),
-     ("BANK_OCC_BASE_DELAY_S", "fast"), ("BANK_OCC_MAX_DELAY_S", "-2")],
+     ("BANK_OCC_BASE_DELAY_S", "fast"), ("BANK_OCC_MAX_DELAY_S", "-2"), ("BANK_DB_PORT", "0"),
+     ("BANK_DB_PORT", "65536"), ("BANK_DB_PORT", "5432x")],
 )
 def test_bad_numbers_are_configuration_errors(name, value):
     with pytest.raises(ConfigurationError, match=name):
@@ -67,3 +68,8 @@ def test_retry_settings_are_read():
     s = Settings.from_env({"BANK_OCC_MAX_ATTEMPTS": "3", "BANK_OCC_BASE_DELAY_S": "0.1",
                            "BANK_OCC_MAX_DELAY_S": "2"})
     assert (s.occ_max_attempts, s.occ_base_delay_s, s.occ_max_delay_s) == (3, 0.1, 2.0)
+
+
+def test_db_port():
+    assert Settings.from_env({}).db_port is None  # the port recorded in .bank/port
+    assert Settings.from_env({"BANK_DB_PORT": "55432"}).db_port == 55432

@@ -201,7 +201,7 @@ def _serve_tls(tmp: Path):
     assert status.port is not None
     terminator = TlsTerminator(status.port, tmp / "server.crt", tmp / "server.key")
     try:
-        yield terminator.port, ca_file
+        yield terminator.port, ca_file, server.passfile
     finally:
         terminator.close()
         server.stop()
@@ -214,9 +214,11 @@ def no_ca_environment(monkeypatch):
         monkeypatch.delenv(name, raising=False)
 
 
-def connect(port: int, rootcert: Path, host: str = HOST, negotiation: str = "postgres"):
+def connect(port: int, rootcert: Path, passfile: Path, host: str = HOST,
+            negotiation: str = "postgres"):
     return psycopg.connect(
         host=host, hostaddr="127.0.0.1", port=port, user="postgres", dbname="postgres",
+        passfile=str(passfile),
         sslmode="verify-full", sslrootcert=str(rootcert), sslnegotiation=negotiation,
         connect_timeout=5, gssencmode="disable",
     )
@@ -228,26 +230,26 @@ NEGOTIATIONS = ["postgres", "direct"] if psycopg.pq.version() >= 170000 else ["p
 
 @pytest.mark.parametrize("negotiation", NEGOTIATIONS)
 def test_verify_full_connects_with_the_right_ca(tls_server, no_ca_environment, negotiation):
-    port, ca_file = tls_server
-    with connect(port, ca_file, negotiation=negotiation) as conn:
+    port, ca_file, passfile = tls_server
+    with connect(port, ca_file, passfile, negotiation=negotiation) as conn:
         assert conn.pgconn.ssl_in_use
         assert conn.execute("SELECT 1").fetchone() == (1,)  # the server behind answers
 
 
 def test_verify_full_refuses_a_wrong_ca(tls_server, no_ca_environment, tmp_path):
-    port, _ = tls_server
+    port, _, passfile = tls_server
     other, _ = make_ca("some other CA")
     wrong = tmp_path / "other-ca.pem"
     wrong.write_bytes(_pem(other))
     for rootcert in (wrong, DSQL_ROOT_CERTS):  # the Amazon roots did not sign this server
         with pytest.raises(psycopg.OperationalError, match="certificate verify failed"):
-            connect(port, rootcert)
+            connect(port, rootcert, passfile)
 
 
 def test_verify_full_refuses_a_wrong_host_name(tls_server, no_ca_environment):
-    port, ca_file = tls_server
+    port, ca_file, passfile = tls_server
     with pytest.raises(psycopg.OperationalError, match="does not match host name"):
-        connect(port, ca_file, host="other.bank.test")
+        connect(port, ca_file, passfile, host="other.bank.test")
 
 
 # Starfield Services Root G2 (2009) has serial number 0, which RFC 5280 later disallowed.

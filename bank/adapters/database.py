@@ -78,7 +78,7 @@ def database_url(settings: Settings) -> str:
             raise ConfigurationError(
                 "no database configured: set CLUSTER_ENDPOINT (Aurora DSQL) or DATABASE_URL"
             ) from None
-        return ensure_running(settings.data_dir)
+        return ensure_running(settings)
     raise ValueError("Aurora DSQL has no static URL: its password is minted per connection")
 
 

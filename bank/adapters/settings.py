@@ -70,6 +70,15 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigurationError(f"{name} must be on or off (1/0), got {raw!r}")
 
 
+def _port(env: Mapping[str, str], name: str) -> int | None:
+    if not env.get(name):
+        return None
+    port = _int(env, name, 0, minimum=1)
+    if port > 65535:
+        raise ConfigurationError(f"{name} must be a TCP port, at most 65535, got {port}")
+    return port
+
+
 def _identifier(env: Mapping[str, str], name: str) -> str | None:
     raw = env.get(name) or None
     if raw is not None and not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", raw):
@@ -91,6 +100,7 @@ class Settings:
     db_user: str = "admin"
     # Embedded PostgreSQL.
     data_dir: Path = Path(".bank")
+    db_port: int | None = None  # None: the port recorded in data_dir, or a free one
     # Connection pool (sized for Lambda: one request at a time per container).
     pool_size: int = 2
     max_overflow: int = 2
@@ -137,6 +147,7 @@ class Settings:
             region=region,
             db_user=env.get("DB_USER") or "admin",
             data_dir=data_dir,
+            db_port=_port(env, "BANK_DB_PORT"),
             pool_size=_int(env, "BANK_POOL_SIZE", cls.pool_size, minimum=1),
             max_overflow=_int(env, "BANK_POOL_MAX_OVERFLOW", cls.max_overflow),
             pool_recycle_s=_int(env, "BANK_POOL_RECYCLE_S", cls.pool_recycle_s, minimum=1),

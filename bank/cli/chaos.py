@@ -46,7 +46,9 @@ class ChaosReport:
     raw_errors: list[str] = field(default_factory=list)
     backends_killed: int = 0
     crashes: int = 0
-    recovery_s: float | None = None  # from the crash to the next acknowledged transfer
+    restart_s: float | None = None  # from the crash to the server answering again
+    recovery_s: float | None = None  # from the crash to the first transfer, begun after it,
+    #                                  acknowledged
     totals: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)  # before, after
     negative: int = 0
     acknowledged: int = 0
@@ -63,13 +65,15 @@ class ChaosReport:
         calls = ", ".join(f"{k} {v}" for k, v in sorted(self.calls.items()))
         outcomes = ", ".join(f"{k} {v}" for k, v in self.outcomes.most_common())
         money = "; ".join(f"{t}: {b} -> {a}" for t, (b, a) in self.totals.items())
-        recovery = "-" if self.recovery_s is None else f"{self.recovery_s:.2f} s"
+        recovery = "-" if self.recovery_s is None else (
+            f"{self.recovery_s:.2f} s from the crash to the first transfer begun after it and "
+            f"acknowledged (the restart took {self.restart_s:.2f} s)")
         return "\n".join([
             f"chaos: {sum(self.calls.values())} calls in {self.seconds:.1f} s ({calls})",
             f"  outcomes             {outcomes}",
             f"  faults               {self.backends_killed} backends killed, "
             f"{self.crashes} server crash(es)",
-            f"  recovery             {recovery} from the crash to the next acknowledged transfer",
+            f"  recovery             {recovery}",
             f"  raw errors           {len(self.raw_errors)} {self.raw_errors[:3]}",
             f"  money                {money}; {self.negative} negative balances",
             f"  ledger               {self.in_ledger_once} of {self.acknowledged} acknowledged "
@@ -142,6 +146,7 @@ def _run(server: EmbeddedPostgres, url: str, duration_s: float, workers: int,
             payer, payee = rng.sample(ids, 2)
             event = {"payer_id": payer, "payee_id": payee,
                      "amount": f"{rng.randint(1, 1000) / 100:.2f}"}
+            began = time.monotonic()
             try:
                 response = handlers[name](event, LocalContext(functions[name]))
             except BankError as exc:
@@ -157,7 +162,7 @@ def _run(server: EmbeddedPostgres, url: str, duration_s: float, workers: int,
                     report.raw_errors.append(raw)
                 if outcome == "ok":
                     acknowledged.append(response["transfer_id"])
-                    if crashed_at and report.recovery_s is None:
+                    if crashed_at and began > crashed_at[0] and report.recovery_s is None:
                         report.recovery_s = time.monotonic() - crashed_at[0]
             if outcome != "ok":
                 time.sleep(0.01)  # a failed call: do not spin while the server is down
@@ -190,6 +195,7 @@ def _run(server: EmbeddedPostgres, url: str, duration_s: float, workers: int,
                     crashed_at.append(time.monotonic())
                     report.crashes += 1
                     _restart(server)
+                    report.restart_s = time.monotonic() - crashed_at[0]
             elif now >= next_kill:
                 next_kill = now + kill_every_s
                 kill_backends()

@@ -27,7 +27,8 @@ def _cmd_db(args: argparse.Namespace) -> int:
             print(f"stopped  data {status.data_dir}")
         return 0 if status.running else 3
     elif args.action == "url":
-        print(srv.start().url)
+        # libpq's form, for psql and pgbench too; the password stays in its passfile.
+        print(str(srv.start().url).replace("postgresql+psycopg://", "postgresql://", 1))
     return 0
 
 

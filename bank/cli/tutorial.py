@@ -53,7 +53,7 @@ def run(quick: bool = False, uuids: Path | None = None) -> int:
     if settings.target is Target.EMBEDDED:
         from bank.adapters.embedded import server
 
-        status = server(settings.data_dir).start()
+        status = server(settings).start()
         print(f"embedded PostgreSQL on 127.0.0.1:{status.port}, data in {status.data_dir}")
     else:
         print(f"target: {settings.target.value}")

@@ -26,6 +26,10 @@ class EmbeddedDatabaseError(BankError):
     """The embedded PostgreSQL could not be started, stopped or reached."""
 
 
+class PortInUse(EmbeddedDatabaseError):
+    """Another program holds the embedded server's port; the server does not move."""
+
+
 # --- the request -----------------------------------------------------------------------
 
 

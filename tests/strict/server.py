@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psycopg
 
-from bank.adapters.embedded import SYSTEM_USER, bin_dir, pg_bin
+from bank.adapters.embedded import bin_dir, pg_bin
 from bank.adapters.strict.build import (
     StrictModeUnavailable,
     build_extension,
@@ -32,6 +32,7 @@ from bank.adapters.strict.build import (
 )
 
 BUILD_DIR = Path(tempfile.gettempdir()) / "bank-dsql-strict"
+SYSTEM_USER = "embedded_postgres"  # as root, the throwaway servers' OS user
 
 
 @dataclass

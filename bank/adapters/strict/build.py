@@ -57,10 +57,11 @@ def _compiler() -> list[str]:
     )
 
 
-def _make_reachable(path: Path) -> None:
+def _make_reachable(path: Path, parents: bool = True) -> None:
     """Let another OS user (the server's) read ``path`` and traverse the folders above it."""
     path.chmod(0o755)
-    for parent in path.parents:
+    path.parent.chmod(0o755)
+    for parent in path.parents if parents else ():
         try:
             mode = parent.stat().st_mode
             if mode & 0o001 == 0:
@@ -69,10 +70,12 @@ def _make_reachable(path: Path) -> None:
             pass
 
 
-def build_extension(pg_config: str, out_dir: Path) -> Path:
+def build_extension(pg_config: str, out_dir: Path, reachable: bool = True) -> Path:
     """Compile strict mode for the server ``pg_config`` describes; return the library's path.
 
     Rebuilt only when the source or the server version changes (both are in the file name).
+    ``reachable``: make the folders above it traversable by other OS users (not needed in
+    a folder the server's OS user owns, like the embedded server's data folder).
     """
     version = _pg_config(pg_config, "--version")  # "PostgreSQL 18.6"
     include = Path(_pg_config(pg_config, "--includedir-server"))
@@ -89,7 +92,7 @@ def build_extension(pg_config: str, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"dsql_strict-pg{major}-{digest}.so"
     if target.is_file():
-        _make_reachable(target)
+        _make_reachable(target, reachable)
         return target
     link = ["-bundle", "-undefined", "dynamic_lookup"] if sys.platform == "darwin" else ["-shared"]
     partial = target.with_name(target.name + f".{os.getpid()}.tmp")
@@ -102,7 +105,7 @@ def build_extension(pg_config: str, out_dir: Path) -> Path:
             f"compiling {SOURCE.name} for {version} failed:\n{' '.join(cmd)}\n{made.stderr}"
         )
     os.replace(partial, target)  # atomic: a concurrent build never sees half a library
-    _make_reachable(target)
+    _make_reachable(target, reachable)
     return target
 
 

@@ -67,10 +67,8 @@ def prepare(url: URL, data_dir: Path, pg_config: str | None,
         if key in _prepared:
             return _prepared[key]
         try:
-            conn = psycopg.connect(
-                host=url.host, port=url.port, user=url.username, password=url.password,
-                dbname=url.database, autocommit=True, connect_timeout=connect_timeout,
-            )
+            libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
+            conn = psycopg.connect(libpq, autocommit=True, connect_timeout=connect_timeout)
         except psycopg.Error as exc:
             raise DatabaseUnavailable(
                 f"cannot connect to set strict mode up ({type(exc).__name__})") from None
