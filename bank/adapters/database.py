@@ -87,8 +87,10 @@ def _ms(seconds: float) -> int:
 
 
 def local_options(settings: Settings) -> str:
-    """Server settings sent with the connection (libpq ``options``)."""
+    """Server settings sent with the connection (libpq ``options``): DSQL's isolation for
+    every transaction, however it begins (a plain BEGIN, a raw connection), and time limits."""
     options = [
+        "-c default_transaction_isolation=repeatable\\ read",
         f"-c lock_timeout={_ms(settings.lock_timeout_s)}",
         f"-c statement_timeout={_ms(settings.statement_timeout_s)}",
     ]

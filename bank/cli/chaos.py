@@ -192,6 +192,7 @@ def _run(server: EmbeddedPostgres, url: str, duration_s: float, workers: int,
                 pid = server.pid()
                 if pid is not None:
                     os.kill(pid, signal.SIGKILL)
+                    _wait_dead(pid)
                     crashed_at.append(time.monotonic())
                     report.crashes += 1
                     _restart(server)
@@ -208,6 +209,20 @@ def _run(server: EmbeddedPostgres, url: str, duration_s: float, workers: int,
     _audit(admin, report, acknowledged, int_ids, uuid_ids)
     admin.dispose()
     return report
+
+
+def _wait_dead(pid: int, timeout_s: float = 10.0) -> None:
+    """Until the killed process is gone or a zombie: a signal is delivered asynchronously,
+    and until then the server still looks alive (and a start would find it running)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.01)
 
 
 def _restart(server: EmbeddedPostgres, timeout_s: float = 60.0) -> None:
