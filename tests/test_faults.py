@@ -136,8 +136,7 @@ def test_killed_backends_give_named_errors_and_lose_no_transfer(engine, make_acc
                 time.sleep(0.02)
                 killed += sum(admin.execute(text(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE pid <> pg_backend_pid() AND datname = current_database() "
-                    "AND backend_type = 'client backend' AND application_name <> 'admin'"
+                    "WHERE pid <> pg_backend_pid() AND application_name = 'bank'"
                 )).scalars())
     except errors.DatabaseUnavailable:
         pass  # the killer's own connection went too

@@ -137,6 +137,8 @@ def local_engine(url: str, settings: Settings, **engine_kwargs: Any) -> Engine:
     parsed = parsed.difference_update_query(["options"])
     connect_timeout = max(1, round(settings.connect_timeout_s))
     connect_args: dict[str, Any] = {"connect_timeout": connect_timeout}
+    if "application_name" not in parsed.query:
+        connect_args["application_name"] = "bank"  # in pg_stat_activity, as on DSQL
     if settings.strict:
         from bank.adapters.strict import engine as strict
 
