@@ -38,6 +38,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from psycopg import pq
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
@@ -219,10 +220,16 @@ def _begin_with_first_statement(cursor, statement, parameters, context) -> bool 
         or conn.info.transaction_status != pq.TransactionStatus.IDLE
     ):
         return None  # SQLAlchemy executes the statement as usual
-    with conn.pipeline():
-        cursor.execute(BEGIN)
-        cursor.execute(statement, parameters)  # the cursor keeps this, the last result
+    begin_with(cursor, statement, parameters)
     return True
+
+
+def begin_with(cursor: psycopg.Cursor, statement: Any, parameters: Any) -> None:
+    """BEGIN and ``statement`` in one pipeline: one round trip. The cursor keeps the
+    statement's result."""
+    with cursor.connection.pipeline():
+        cursor.execute(BEGIN)
+        cursor.execute(statement, parameters)
 
 
 _engine: Engine | None = None

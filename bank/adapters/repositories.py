@@ -9,12 +9,15 @@ database work:
   whose condition is the domain's own rule (``can_pay`` applied to the balance column);
 - the ledger keeps its new entries until ``commit()``, which writes them in the same
   round trip as COMMIT (``bank.adapters.unit_of_work``).
+
+Both are SQLAlchemy Core statements on the mapped tables, built once; the unit of work's
+``run`` compiles each once and hands it to the driver.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -39,9 +42,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ClauseElement
 
 from bank.adapters import orm
 from bank.domain.model import AccountKind, Transfer, can_pay
+
+#: The unit of work's ``run(statement, parameters)``: runs a hot statement on the driver
+#: (``bank.adapters.unit_of_work``); returns the driver's cursor, holding its rows.
+Run = Callable[[ClauseElement, Mapping[str, Any]], Any]
 
 TOTAL_CHUNK = 10_000  # ids per statement when summing balances: a bounded parameter size
 
@@ -76,14 +84,6 @@ _INSERT_TRANSFER = insert(orm.transfers)
 
 
 @cache
-def _compiled(statement: Any, dialect: Any) -> str:
-    """``statement`` as SQL text for ``dialect``, compiled once: a statement run on every
-    transfer skips SQLAlchemy's per-execution compile-cache lookup and parameter processing
-    (the parameters are plain ints, UUIDs, Decimals and datetimes psycopg sends as they are)."""
-    return str(statement.compile(dialect=dialect))
-
-
-@cache
 def _total_statement(table: Table):
     ids = bindparam("ids", type_=ARRAY(table.c.id.type))
     return select(func.count(), func.coalesce(func.sum(table.c.balance), 0)).where(
@@ -94,8 +94,8 @@ def _total_statement(table: Table):
 class SqlAlchemyAccounts:
     """The accounts of one kind (``Account``: integer ids; ``UuidAccount``: UUIDs)."""
 
-    def __init__(self, session: Session, kind: AccountKind):
-        self.session, self.kind, self.table = session, kind, table_of(kind)
+    def __init__(self, session: Session, kind: AccountKind, run: Run):
+        self.session, self.kind, self.table, self._run = session, kind, table_of(kind), run
 
     def get(self, account_id: Any):
         return self.session.get(self.kind, account_id)
@@ -103,11 +103,8 @@ class SqlAlchemyAccounts:
     def move(self, payer_id: Any, payee_id: Any, amount: Decimal) -> Decimal | None:
         """The payer's balance after moving ``amount`` to the payee, or None if nothing moved
         (an account missing, or the payer cannot pay)."""
-        connection = self.session.connection()
-        rows = connection.exec_driver_sql(
-            _compiled(_move_statement(self.table), connection.dialect),
-            {"payer": payer_id, "payee": payee_id, "amount": amount},
-        ).all()
+        rows = self._run(_move_statement(self.table),
+                         {"payer": payer_id, "payee": payee_id, "amount": amount}).fetchall()
         for account_id, balance in rows:
             if account_id == payer_id:
                 return balance
@@ -151,8 +148,8 @@ class SqlAlchemyAccounts:
 class SqlAlchemyLedger:
     """The transfer ledger: one row per applied transfer, keyed by its ``transfer_id``."""
 
-    def __init__(self, session: Session):
-        self.session = session
+    def __init__(self, session: Session, run: Run):
+        self.session, self._run = session, run
         self.pending: list[Transfer] = []
 
     def add(self, transfer: Transfer) -> None:
@@ -166,8 +163,8 @@ class SqlAlchemyLedger:
                  "payer_balance": t.payer_balance, "created_at": t.created_at}
                 for t in self.pending
             ]
-            connection = self.session.connection()
-            connection.exec_driver_sql(_compiled(_INSERT_TRANSFER, connection.dialect), rows)
+            for row in rows:
+                self._run(_INSERT_TRANSFER, row)
             self.pending.clear()
 
     def get(self, transfer_id: uuid.UUID) -> Transfer | None:
