@@ -32,6 +32,10 @@ from bank.adapters.embedded import pg_bin
 
 ROOT = Path(__file__).resolve().parent.parent
 STRICT_MODES = {"on": [True], "off": [False], "both": [True, False]}
+#: ``--commits``: durable commits (the server's setting) or ``synchronous_commit = off`` for
+#: both sides' sessions, to show what durability costs.
+COMMIT_MODES = {"durable": [True], "fast": [False], "both": [True, False]}
+FAST_COMMITS = "-c synchronous_commit=off"
 
 
 def with_schema(url: str, schema: str) -> str:
@@ -60,13 +64,16 @@ def scratch_schema(server: str) -> Iterator[str]:
         admin.dispose()
 
 
-def pgbench(url: str, schema: str, script: str, *args: str, strict: bool = False) -> str:
+def pgbench(url: str, schema: str, script: str, *args: str, strict: bool = False,
+            durable: bool = True) -> str:
     """Run pgbench with ``script`` in ``schema`` at REPEATABLE READ, in DSQL strict mode or
-    not (a server without the module ignores the setting); its output."""
+    not (a server without the module ignores the setting), with durable commits or not;
+    its output."""
     u = make_url(url)
     env = {**os.environ, "PGOPTIONS": f"-c search_path={schema} "
            "-c default_transaction_isolation=repeatable\\ read "
-           f"-c dsql_strict.enabled={'on' if strict else 'off'}"}
+           f"-c dsql_strict.enabled={'on' if strict else 'off'}"
+           f"{'' if durable else ' ' + FAST_COMMITS}"}
     if u.password:
         env["PGPASSWORD"] = u.password
     for param, variable in (("passfile", "PGPASSFILE"), ("require_auth", "PGREQUIREAUTH")):
@@ -97,6 +104,7 @@ class Link:
         self.server, self.rtt_ms = make_url(server), rtt_ms
         self.process: subprocess.Popen | None = None
         self.url = server
+        self.report = ""  # after the link closes: how late the proxy passed chunks on
 
     def __enter__(self) -> Link:
         if self.rtt_ms > 0:
@@ -113,4 +121,5 @@ class Link:
     def __exit__(self, *exc) -> None:
         if self.process is not None:
             self.process.terminate()
-            self.process.wait(10)
+            out, _ = self.process.communicate(timeout=10)
+            self.report = out.strip().splitlines()[-1] if out.strip() else ""

@@ -15,6 +15,7 @@ loopback, where client CPU is all that counts.
 
     .venv/bin/python -m benchmarks.transfer [--rtt-ms 0 1] [--clients 1 8] [--seconds 4]
                                             [--rounds 3] [--processes] [--strict on|off|both]
+                                            [--commits durable|fast|both]
 
 Prints, per link and client count, the median transfers/s of alternating runs and their
 ratio; then the round trips of one transfer (counted by a proxy, connection set-up
@@ -31,13 +32,23 @@ import random
 import statistics
 import threading
 import time
+from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bank.adapters.database import database_url, setup_engine
 from bank.adapters.settings import Settings
-from benchmarks.common import STRICT_MODES, Link, pgbench, scratch_schema, tps, with_schema
+from benchmarks.common import (
+    COMMIT_MODES,
+    FAST_COMMITS,
+    STRICT_MODES,
+    Link,
+    pgbench,
+    scratch_schema,
+    tps,
+    with_schema,
+)
 from benchmarks.netproxy import Proxy
 
 ACCOUNT_COUNT = 1000
@@ -63,14 +74,24 @@ def seed(server: str, schema: str) -> None:
     engine.dispose()
 
 
-def run_pgbench(url: str, schema: str, clients: int, seconds: float, strict: bool) -> float:
+@dataclass(frozen=True)
+class Mode:
+    strict: bool = True
+    durable: bool = True
+
+
+def run_pgbench(url: str, schema: str, clients: int, seconds: float, mode: Mode) -> float:
     return tps(pgbench(url, schema, PGBENCH_SCRIPT, "-M", "prepared", "-c", str(clients),
                        "-j", str(clients), "-T", str(int(seconds)), "--max-tries", "100",
-                       strict=strict))
+                       strict=mode.strict, durable=mode.durable))
 
 
-def _use(url: str, schema: str, pool: int, strict: bool = True) -> None:
+def _use(url: str, schema: str, pool: int, mode: Mode = Mode()) -> None:
     """Point this process's bank at ``url`` and ``schema`` (the handler's own engine)."""
+    if not mode.durable:
+        url = make_url(url).update_query_dict({"options": FAST_COMMITS}).render_as_string(
+            hide_password=False)
+    strict = mode.strict
     os.environ.update(DATABASE_URL=url, BANK_SCHEMA=schema, BANK_POOL_SIZE=str(pool),
                       BANK_POOL_MAX_OVERFLOW="0", BANK_OCC_MAX_ATTEMPTS="100",
                       BANK_STRICT="1" if strict else "0")
@@ -80,10 +101,10 @@ def _use(url: str, schema: str, pool: int, strict: bool = True) -> None:
     database.install_engine(None)
 
 
-def _transfers(url: str, schema: str, threads: int, seconds: float, seed: int, strict: bool
+def _transfers(url: str, schema: str, threads: int, seconds: float, seed: int, mode: Mode
                ) -> tuple[int, int, float]:
     """``threads`` threads of ch05 transfers for ``seconds``: (transfers, retried, CPU s)."""
-    _use(url, schema, threads, strict)
+    _use(url, schema, threads, mode)
     from bank.adapters.database import get_engine
     from bank.handlers.ch05 import handler
 
@@ -119,15 +140,15 @@ def _transfers(url: str, schema: str, threads: int, seconds: float, seed: int, s
 
 
 def run_bank(url: str, schema: str, clients: int, seconds: float, processes: bool,
-             strict: bool) -> tuple[float, int, float]:
+             mode: Mode) -> tuple[float, int, float]:
     """(transfers/s, retried, client CPU µs per transfer)."""
     if processes:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(clients) as pool:
             results = pool.starmap(_transfers,
-                                   [(url, schema, 1, seconds, n, strict) for n in range(clients)])
+                                   [(url, schema, 1, seconds, n, mode) for n in range(clients)])
     else:
-        results = [_transfers(url, schema, clients, seconds, 0, strict)]
+        results = [_transfers(url, schema, clients, seconds, 0, mode)]
     done = sum(r[0] for r in results)
     return done / seconds, sum(r[1] for r in results), 1e6 * sum(r[2] for r in results) / done
 
@@ -155,6 +176,21 @@ def round_trips(server: str, schema: str, n: int = 200) -> tuple[float, float]:
         proxy.stop()
 
 
+def summarize(rates: dict[Mode, tuple[float, float]]) -> None:
+    """What strict mode and durable commits change, when both settings were measured."""
+    for commits in (True, False):
+        on, off = rates.get(Mode(True, commits)), rates.get(Mode(False, commits))
+        if on and off:
+            print(f"{'':>14} bank with strict mode on / off ({'durable' if commits else 'fast'} "
+                  f"commits): {on[1] / off[1]:.3f}", flush=True)
+    for strict in (True, False):
+        slow, fast = rates.get(Mode(strict, True)), rates.get(Mode(strict, False))
+        if slow and fast:
+            print(f"{'':>14} durable commits cost pgbench {1 - slow[0] / fast[0]:.0%} and bank "
+                  f"{1 - slow[1] / fast[1]:.0%} of their transfers/s (strict mode "
+                  f"{'on' if strict else 'off'})", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rtt-ms", type=float, nargs="+", default=[0.0, 1.0])
@@ -167,6 +203,9 @@ def main() -> None:
     parser.add_argument("--strict", choices=sorted(STRICT_MODES), default="on",
                         help="DSQL strict mode on the server for both sides (both: measure each "
                              "and compare); default on")
+    parser.add_argument("--commits", choices=sorted(COMMIT_MODES), default="durable",
+                        help="durable commits, or synchronous_commit = off for both sides' "
+                             "sessions (both: measure each and print what durability costs)")
     args = parser.parse_args()
     server = database_url(Settings.from_env())
     with scratch_schema(server) as schema:
@@ -178,31 +217,32 @@ def main() -> None:
               f"{kind}; median of {args.rounds} alternating runs of {args.seconds:g} s")
         pg_rt, bank_rt = round_trips(server, schema)
         print(f"round trips per transfer: pgbench {pg_rt:.2f}, bank {bank_rt:.2f}")
-        print(f"{'rtt ms':>6} {'clients':>7} {'strict':>6} {'pgbench tps':>12} {'bank tps':>9} "
-              f"{'ratio':>6} {'retried':>8} {'bank CPU µs/transfer':>21}")
-        modes = STRICT_MODES[args.strict]
+        print(f"{'rtt ms':>6} {'clients':>7} {'strict':>6} {'commits':>7} {'pgbench tps':>12} "
+              f"{'bank tps':>9} {'ratio':>6} {'retried':>8} {'bank CPU µs/transfer':>21}")
+        modes = [Mode(strict, durable) for durable in COMMIT_MODES[args.commits]
+                 for strict in STRICT_MODES[args.strict]]
         for rtt in args.rtt_ms:
             with Link(server, rtt) as link:
                 for n in args.clients:
-                    bank_by_mode = {}
-                    for strict in modes:
+                    rates: dict[Mode, tuple[float, float]] = {}
+                    for mode in modes:
                         baseline, ours, cpus, retried = [], [], [], 0
                         for _ in range(args.rounds):
-                            baseline.append(run_pgbench(link.url, schema, n, args.seconds,
-                                                        strict))
+                            baseline.append(run_pgbench(link.url, schema, n, args.seconds, mode))
                             rate, r, cpu = run_bank(link.url, schema, n, args.seconds,
-                                                    args.processes, strict)
+                                                    args.processes, mode)
                             ours.append(rate)
                             cpus.append(cpu)
                             retried += r
                         b, o = statistics.median(baseline), statistics.median(ours)
-                        bank_by_mode[strict] = o
-                        print(f"{rtt:>6g} {n:>7} {'on' if strict else 'off':>6} {b:>12.0f} "
+                        rates[mode] = (b, o)
+                        print(f"{rtt:>6g} {n:>7} {'on' if mode.strict else 'off':>6} "
+                              f"{'durable' if mode.durable else 'fast':>7} {b:>12.0f} "
                               f"{o:>9.0f} {o / b:>5.2f}x {retried:>8} "
                               f"{statistics.median(cpus):>21.0f}", flush=True)
-                    if len(bank_by_mode) == 2:
-                        print(f"{'':>14} bank with strict mode on / off: "
-                              f"{bank_by_mode[True] / bank_by_mode[False]:.3f}", flush=True)
+                    summarize(rates)
+            if link.report:
+                print(f"{'':>14} the {rtt:g} ms link: {link.report}", flush=True)
 
 
 if __name__ == "__main__":
