@@ -11,6 +11,7 @@ role's backend) or a proxy in front of the server: Aurora DSQL has neither.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import socket
@@ -221,3 +222,35 @@ def test_a_transfer_takes_two_round_trips(make_accounts, proxy):
     before = proxy.stats.snapshot()[0]
     ch03.handler({"id": payer})
     assert proxy.stats.snapshot()[0] - before <= 2
+
+
+def test_a_pool_of_dead_connections_costs_one_attempt_not_one_each(server_url, test_schema,
+                                                                     make_accounts):
+    """A restarted server leaves every pooled connection dead. The first transfer to find
+    one retries once; the others are replaced at checkout, not found dead one by one."""
+    from bank.adapters.database import make_engine
+    from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork, session_factory
+    from bank.domain.model import Account
+    from bank.domain.requests import parse_transfer
+    from bank.services.retry import RetryPolicy
+    from bank.services.transfers import transfer
+    from tests.conftest import settings_for
+
+    payer, payee = make_accounts(2, balance=100)
+    app = make_engine(settings_for(server_url, test_schema.name), pool_size=4, max_overflow=0)
+    try:
+        held = [app.connect() for _ in range(4)]
+        pids = [c.exec_driver_sql("SELECT pg_backend_pid()").scalar() for c in held]
+        for c in held:
+            c.close()  # back in the pool, alive as far as the pool knows
+        with database.setup_engine(server_url).connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(pid) FROM unnest(:pids) AS pid"),
+                          {"pids": pids})
+        time.sleep(0.2)  # the backends are gone
+        uow = functools.partial(SqlAlchemyUnitOfWork, sessions=session_factory(app))
+        request = parse_transfer({"payer_id": payer, "payee_id": payee, "amount": "1"})
+        result = transfer(uow, Account, request, policy=RetryPolicy(base_delay_s=0))
+        assert result.attempts == 2  # one dead connection found; not four
+        assert result.payer_balance == Decimal(99)
+    finally:
+        app.dispose()

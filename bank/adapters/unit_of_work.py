@@ -135,7 +135,11 @@ class SqlAlchemyUnitOfWork:
 
     def _named(self, exc: psycopg.Error, during_commit: bool = False) -> BankError:
         if is_connection_failure(exc):
-            self._connection.invalidate()
+            # What SQLAlchemy does on a disconnect in its own statements: this connection
+            # is dropped, and every pooled one as old is replaced at its next checkout
+            # (after a server restart they are all dead; none should cost an attempt).
+            self._connection.engine.pool._invalidate(self._connection.connection, exc)
+            self._connection.invalidate(exc)
         named = translate(exc, during_commit=during_commit)
         assert named is not None
         return named
