@@ -100,17 +100,20 @@ def main(argv: list[str] | None = None) -> int:
               f"{'bank load rows/s':>17} ratio")
         for threads in (int(t) for t in args.threads.split(",")):
             rows = args.rows // (BATCH * threads) * BATCH * threads
-            bank_by_mode = {}
-            for strict in STRICT_MODES[args.strict]:
-                runs: dict[str, list[float]] = {"baseline": [], "bank": []}
-                order = [("baseline", baseline), ("bank", bank_load)]
-                for _ in range(args.repeat):
+            modes = STRICT_MODES[args.strict]
+            runs: dict[bool, dict[str, list[float]]] = {
+                strict: {"baseline": [], "bank": []} for strict in modes}
+            order = [("baseline", baseline), ("bank", bank_load)]
+            for _ in range(args.repeat):  # the modes take turns: drift cancels out
+                for strict in modes:
                     order.reverse()  # ABBA...: drift in the machine's load cancels out
                     for name, measure in order:
                         empty_table(with_schema(server, schema))
-                        runs[name].append(measure(server, schema, rows, threads, Path(tmp),
-                                                  args.protocol, strict))
-                base, bank = (statistics.median(runs[k]) for k in ("baseline", "bank"))
+                        runs[strict][name].append(measure(server, schema, rows, threads,
+                                                          Path(tmp), args.protocol, strict))
+            bank_by_mode = {}
+            for strict in modes:
+                base, bank = (statistics.median(runs[strict][k]) for k in ("baseline", "bank"))
                 bank_by_mode[strict] = bank
                 print(f"{threads:>7} {rows:>9} {'on' if strict else 'off':>6} {base:>16,.0f} "
                       f"{bank:>17,.0f} {bank / base:>6.2f}", flush=True)

@@ -32,7 +32,7 @@ import random
 import statistics
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -78,6 +78,14 @@ def seed(server: str, schema: str) -> None:
 class Mode:
     strict: bool = True
     durable: bool = True
+
+
+@dataclass
+class Runs:
+    baseline: list[float] = field(default_factory=list)
+    bank: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    retried: int = 0
 
 
 def run_pgbench(url: str, schema: str, clients: int, seconds: float, mode: Mode) -> float:
@@ -224,22 +232,24 @@ def main() -> None:
         for rtt in args.rtt_ms:
             with Link(server, rtt) as link:
                 for n in args.clients:
-                    rates: dict[Mode, tuple[float, float]] = {}
-                    for mode in modes:
-                        baseline, ours, cpus, retried = [], [], [], 0
-                        for _ in range(args.rounds):
-                            baseline.append(run_pgbench(link.url, schema, n, args.seconds, mode))
+                    runs = {mode: Runs() for mode in modes}
+                    for _ in range(args.rounds):  # the modes take turns: drift cancels out
+                        for mode in modes:
+                            runs[mode].baseline.append(
+                                run_pgbench(link.url, schema, n, args.seconds, mode))
                             rate, r, cpu = run_bank(link.url, schema, n, args.seconds,
                                                     args.processes, mode)
-                            ours.append(rate)
-                            cpus.append(cpu)
-                            retried += r
-                        b, o = statistics.median(baseline), statistics.median(ours)
+                            runs[mode].bank.append(rate)
+                            runs[mode].cpu.append(cpu)
+                            runs[mode].retried += r
+                    rates: dict[Mode, tuple[float, float]] = {}
+                    for mode, run in runs.items():
+                        b, o = statistics.median(run.baseline), statistics.median(run.bank)
                         rates[mode] = (b, o)
                         print(f"{rtt:>6g} {n:>7} {'on' if mode.strict else 'off':>6} "
                               f"{'durable' if mode.durable else 'fast':>7} {b:>12.0f} "
-                              f"{o:>9.0f} {o / b:>5.2f}x {retried:>8} "
-                              f"{statistics.median(cpus):>21.0f}", flush=True)
+                              f"{o:>9.0f} {o / b:>5.2f}x {run.retried:>8} "
+                              f"{statistics.median(run.cpu):>21.0f}", flush=True)
                     summarize(rates)
             if link.report:
                 print(f"{'':>14} the {rtt:g} ms link: {link.report}", flush=True)
