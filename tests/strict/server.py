@@ -31,7 +31,7 @@ from bank.adapters.strict.build import (
     session_options,
 )
 
-BUILD_DIR = Path(tempfile.gettempdir()) / "bank-dsql-strict"
+BUILD_DIR = Path(tempfile.gettempdir()) / f"bank-dsql-strict-{os.getuid()}"  # one per OS user
 SYSTEM_USER = "embedded_postgres"  # as root, the throwaway servers' OS user
 
 

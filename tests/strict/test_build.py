@@ -64,3 +64,12 @@ def test_settings_name_the_library_by_absolute_path(tmp_path):
     assert settings["shared_preload_libraries"] == str(so.resolve())
     assert settings["dsql_strict.enabled"] == "on" and settings["dsql_strict.row_limit"] == "3000"
     assert session_options(so) == f"-c session_preload_libraries={tmp_path}/x\\ y/dsql_strict.so"
+
+
+def test_a_folder_others_can_write_is_refused(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # like a folder another user made in /tmp for everyone
+    with pytest.raises(StrictModeUnavailable, match="another OS user"):
+        build_extension(pg_bin("pg_config"), shared)
+    assert list(shared.iterdir()) == []  # nothing built there, nothing loaded from there

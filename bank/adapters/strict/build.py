@@ -59,8 +59,9 @@ def _compiler() -> list[str]:
 
 def _make_reachable(path: Path, parents: bool = True) -> None:
     """Let another OS user (the server's) read ``path`` and traverse the folders above it."""
-    path.chmod(0o755)
-    path.parent.chmod(0o755)
+    for own in (path, path.parent):
+        if own.stat().st_mode & 0o755 != 0o755:
+            own.chmod(0o755)
     for parent in path.parents if parents else ():
         try:
             mode = parent.stat().st_mode
@@ -68,6 +69,16 @@ def _make_reachable(path: Path, parents: bool = True) -> None:
                 parent.chmod(mode | 0o001)
         except PermissionError:  # not ours: assume it is traversable
             pass
+
+
+def _check_private(folder: Path) -> None:
+    """Refuse a folder where another user could plant the library the server will load."""
+    status = folder.stat()
+    if status.st_uid not in (os.getuid(), 0) or status.st_mode & 0o022:
+        raise StrictModeUnavailable(
+            f"{folder} can be written by another OS user, who could put a library of their "
+            "own there for the server to load: remove it, or build somewhere else"
+        )
 
 
 def build_extension(pg_config: str, out_dir: Path, reachable: bool = True) -> Path:
@@ -90,6 +101,7 @@ def build_extension(pg_config: str, out_dir: Path, reachable: bool = True) -> Pa
     major = version.split()[-1].split(".")[0]
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
+    _check_private(out_dir)
     target = out_dir / f"dsql_strict-pg{major}-{digest}.so"
     if target.is_file():
         _make_reachable(target, reachable)
