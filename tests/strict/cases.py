@@ -12,7 +12,9 @@
 
 A refused case runs twice: in autocommit (refused, and the session is not left in an
 aborted transaction) and inside BEGIN (refused, and the next statement gets 25P02).
-An accepted case (``sqlstate=None``) must run without error in autocommit.
+An accepted case (``sqlstate=None``) must run without error in autocommit. A case marked
+``client=True`` is one of DSQL's forms PostgreSQL cannot parse (``CREATE INDEX ASYNC``), and
+runs through the client-side rewrite (``StrictCursor``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Case:
     in_txn: bool = True  # also check the effect inside an explicit transaction
     guessed: bool = False  # message not recorded: assert the SQLSTATE only
     min_server: int = 0  # PostgreSQL major version needed to parse the statement at all
+    client: bool = False  # needs StrictCursor's rewrite of DSQL's ASYNC forms
 
 
 PARENT = "CREATE TABLE baseline_parent (id uuid PRIMARY KEY, name text)"
@@ -52,8 +55,13 @@ CACHE_TAIL = ("is not supported without an explicit cache size. please define CA
               "than or equal to 65536 or equal to 1")
 
 
-def _refused(name, sql, sqlstate, message, source, setup=(), in_txn=True, guessed=False):
-    return Case(name, sql, sqlstate, message, source, tuple(setup), in_txn, guessed)
+MULTI = "CREATE TABLE baseline_multi (id int PRIMARY KEY, a int)"
+
+
+def _refused(name, sql, sqlstate, message, source, setup=(), in_txn=True, guessed=False,
+             client=False):
+    return Case(name, sql, sqlstate, message, source, tuple(setup), in_txn, guessed,
+                client=client)
 
 
 def _type(name: str, decl: str, shown: str) -> Case:
@@ -295,6 +303,12 @@ REFUSED: list[Case] = [
     _refused("env_lc_collate", "SHOW lc_collate", "42704",
              'unrecognized configuration parameter "lc_collate"',
              "rec:environment.json#env_lc_collate"),
+    # --- multi-statement queries (multi_statement.json) ---
+    _refused("multi_ddl_then_async_index",
+             "CREATE TABLE baseline_multi_d (id int); "
+             "CREATE INDEX ASYNC baseline_multi_d_idx ON baseline_multi_d (id)", "0A000",
+             "multiple ddl statements not supported in a transaction",
+             "rec:multi_statement.json#multi_ddl_then_async_index", client=True),
     _refused("for_share", "SELECT * FROM baseline_parent FOR SHARE", "0A000",
              "locking clauses other than FOR UPDATE/FOR KEY SHARE are not supported",
              "rules:unsupported_locking; doc: FOR SHARE refused", [PARENT]),
@@ -325,8 +339,9 @@ LAT = ("CREATE TABLE baseline_lat_parent (id text PRIMARY KEY)",
        "INSERT INTO baseline_lat_child VALUES ('c', 'a')")
 
 
-def _ok(name, sql, source, setup=(), min_server=0):
-    return Case(name, sql, None, None, source, tuple(setup), min_server=min_server)
+def _ok(name, sql, source, setup=(), min_server=0, client=False):
+    return Case(name, sql, None, None, source, tuple(setup), min_server=min_server,
+                client=client)
 
 
 Q = [PARENT, SEED, CHILD, CHILD_ROW]
@@ -454,6 +469,9 @@ ACCEPTED: list[Case] = [
         "rec:queries.json#q_distinct_on", Q),
     _ok("multi_two_selects", "SELECT 1 AS a; SELECT 2 AS b",
         "rec:multi_statement.json#multi_two_selects"),
+    _ok("multi_async_index_in_txn",
+        "BEGIN; CREATE INDEX ASYNC baseline_multi_idx ON baseline_multi (a); COMMIT",
+        "rec:multi_statement.json#multi_async_index_in_txn", [MULTI], client=True),
     _ok("multi_dml_in_txn", "BEGIN; INSERT INTO baseline_bulk (id) VALUES (1); COMMIT",
         "rec:multi_statement.json#multi_dml_in_txn", [BULK]),
     _ok("for_update", "SELECT * FROM baseline_parent FOR UPDATE",

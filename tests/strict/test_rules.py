@@ -54,9 +54,13 @@ def _setup(conn: psycopg.Connection, case: Case) -> None:
 
 # --- the rule table -------------------------------------------------------------------------
 
+def _conn(db, case: Case) -> psycopg.Connection:
+    return db(cursor_factory=StrictCursor) if case.client else db()
+
+
 @pytest.mark.parametrize("case", REFUSED, ids=lambda c: c.name)
 def test_refused(db, case: Case):
-    conn = db()
+    conn = _conn(db, case)
     _setup(conn, case)
     message = None if case.guessed else case.message
     _expect(conn, case.sql, case.sqlstate, message)  # autocommit: refused ...
@@ -69,7 +73,7 @@ def test_refused(db, case: Case):
 
 @pytest.mark.parametrize("case", ACCEPTED, ids=lambda c: c.name)
 def test_accepted(db, case: Case):
-    conn = db()
+    conn = _conn(db, case)
     if conn.info.server_version < case.min_server * 10000:
         pytest.skip(f"PostgreSQL {conn.info.server_version // 10000} cannot parse this "
                     f"(needs {case.min_server}); DSQL is PostgreSQL 16")
@@ -307,6 +311,32 @@ def test_rewrite_touches_only_async_ddl():
     assert rewrite("ALTER TABLE ASYNC t VALIDATE CONSTRAINT c") == (
         "SELECT job_id FROM sys.alter_table_async('ALTER TABLE t VALIDATE CONSTRAINT c')")
     assert rewrite("ALTER TABLE t ADD COLUMN c text") == "ALTER TABLE t ADD COLUMN c text"
+    # several statements in one query: each is rewritten on its own (multi_statement.json)
+    assert rewrite("CREATE TABLE d (id int); CREATE INDEX ASYNC i ON d (id);") == (
+        "CREATE TABLE d (id int); SELECT job_id FROM sys.create_index_async("
+        "'CREATE INDEX i ON d (id)')")
+    assert rewrite("BEGIN; ALTER TABLE ASYNC t VALIDATE CONSTRAINT c; COMMIT") == (
+        "BEGIN; SELECT job_id FROM sys.alter_table_async('ALTER TABLE t VALIDATE CONSTRAINT c'); "
+        "COMMIT")
+    # a ';' in a string, a dollar quote or a comment does not end a statement
+    quoted = "SELECT ';'; SELECT $$a;b$$; SELECT E'\\';x' -- c;d\n; /* e;f */ SELECT 1"
+    assert rewrite(quoted) is quoted
+    assert rewrite("CREATE INDEX ASYNC i ON t (v) WHERE v <> ';'") == (
+        "SELECT job_id FROM sys.create_index_async('CREATE INDEX i ON t (v) WHERE v <> '';''')")
+
+
+def test_rewritten_statements_report_dsql_command_tags(db):
+    conn = db(cursor_factory=StrictCursor)
+    conn.execute("CREATE TABLE baseline_multi (id int PRIMARY KEY, a int)")
+    cur = conn.execute("CREATE INDEX ASYNC baseline_multi_a ON baseline_multi (a)")
+    assert cur.statusmessage == "CREATE INDEX"  # DSQL's tag, not the rewrite's SELECT 1
+    cur = conn.execute("BEGIN; CREATE INDEX ASYNC baseline_multi_id_a ON baseline_multi (id, a); "
+                       "COMMIT")
+    tags = [cur.statusmessage]
+    while cur.nextset():
+        tags.append(cur.statusmessage)
+    assert tags == ["BEGIN", "CREATE INDEX", "COMMIT"]
+    assert conn.execute("SELECT 1").statusmessage == "SELECT 1"
 
 
 def test_create_index_async_returns_a_job(db, schema):
