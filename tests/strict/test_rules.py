@@ -339,6 +339,30 @@ def test_rewritten_statements_report_dsql_command_tags(db):
     assert conn.execute("SELECT 1").statusmessage == "SELECT 1"
 
 
+def test_left_lateral_rule_scope(db):
+    """The LEFT JOIN LATERAL defect is emulated where the recording shows it: an outer column
+    number n read from the subquery's table, whose column n has another type."""
+    conn = db()
+    conn.execute("CREATE TABLE baseline_lat_a (id bigint PRIMARY KEY, t text)")
+    conn.execute("CREATE TABLE baseline_lat_b (id bigint PRIMARY KEY, a_id bigint)")
+    conn.execute("INSERT INTO baseline_lat_a VALUES (1, 'a')")
+    left = "SELECT x.v FROM baseline_lat_a p LEFT JOIN LATERAL "
+    _expect(conn, left + "(SELECT p.t AS v FROM baseline_lat_b c) AS x ON TRUE", "42804",
+            "attribute 2 of type baseline_lat_b has wrong type")
+    for sql in (
+        # column 1 is bigint in both tables
+        left + "(SELECT p.id AS v FROM baseline_lat_b c) AS x ON TRUE",
+        # no outer reference in the output
+        left + "(SELECT c.id AS v FROM baseline_lat_b c WHERE c.a_id = p.id) AS x ON TRUE",
+        # an aggregate: a subquery PostgreSQL does not pull up
+        left + "(SELECT p.t || count(*) AS v FROM baseline_lat_b c) AS x ON TRUE",
+        # the same subquery under CROSS JOIN LATERAL
+        "SELECT x.v FROM baseline_lat_a p CROSS JOIN LATERAL "
+        "(SELECT p.t AS v FROM baseline_lat_b c) AS x",
+    ):
+        conn.execute(sql)
+
+
 def test_create_index_async_returns_a_job(db, schema):
     conn = db(cursor_factory=StrictCursor)
     conn.execute("CREATE TABLE baseline_idx (id uuid PRIMARY KEY, value text)")

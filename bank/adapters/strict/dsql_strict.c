@@ -16,7 +16,8 @@
  *                            one-DDL-per-transaction / no DDL beside DML rule;
  *   post_parse_analyze_hook  rules visible in an analysed query (locking
  *                            strength, TABLESAMPLE, MERGE, unsupported types
- *                            in expressions); runs once per parse, not per
+ *                            in expressions, DSQL's LEFT JOIN LATERAL defect);
+ *                            runs once per parse, not per
  *                            execution of a prepared statement;
  *   ExecutorStart_hook       marks the transaction as having run DML;
  *   ExecutorEnd_hook         adds es_processed of INSERT/UPDATE/DELETE/MERGE
@@ -56,6 +57,7 @@
 #include "nodes/parsenodes.h"
 #include "parser/analyze.h"
 #include "parser/parse_type.h"
+#include "parser/parsetree.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -723,11 +725,98 @@ strict_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 
 static bool strict_query_walker(Node *node, void *context);
 
+/* The Vars of an expression that refer to the query one level up (not into sublinks). */
+static bool
+outer_vars_walker(Node *node, List **vars)
+{
+	if (node == NULL || IsA(node, Query))
+		return false;
+	if (IsA(node, Var) && ((Var *) node)->varlevelsup == 1)
+		*vars = lappend(*vars, node);
+	return expression_tree_walker(node, outer_vars_walker, vars);
+}
+
+/*
+ * A DSQL defect, recorded (queries.json q_lateral_left_*): in a LEFT JOIN LATERAL to a
+ * one-table subquery that PostgreSQL's planner pulls up, an output expression that
+ * refers to the outer query is evaluated against the subquery's table, so the outer
+ * column n is read as that table's column n. Where the two types differ DSQL fails with
+ * 42804 "attribute n of type <table> has wrong type"; CROSS and INNER JOIN LATERAL run
+ * the same subquery. (Where the types agree DSQL answers, and so does this.)
+ */
+static void
+check_left_lateral(RangeTblEntry *rte)
+{
+	Query	   *sub = rte->subquery;
+	RangeTblEntry *rel;
+	ListCell   *lc;
+
+	if (rte->rtekind != RTE_SUBQUERY || !rte->lateral || sub->hasAggs ||
+		sub->groupClause != NIL || sub->groupingSets != NIL || sub->havingQual != NULL ||
+		sub->hasWindowFuncs || sub->hasTargetSRFs || sub->distinctClause != NIL ||
+		sub->limitCount != NULL || sub->limitOffset != NULL || sub->setOperations != NULL ||
+		sub->cteList != NIL || sub->rowMarks != NIL ||
+		list_length(sub->jointree->fromlist) != 1 ||
+		!IsA(linitial(sub->jointree->fromlist), RangeTblRef))
+		return;
+	rel = rt_fetch(linitial_node(RangeTblRef, sub->jointree->fromlist)->rtindex, sub->rtable);
+	if (rel->rtekind != RTE_RELATION)
+		return;
+	foreach(lc, sub->targetList)
+	{
+		List	   *vars = NIL;
+		ListCell   *lv;
+
+		(void) outer_vars_walker((Node *) lfirst_node(TargetEntry, lc)->expr, &vars);
+		foreach(lv, vars)
+		{
+			Var		   *var = lfirst_node(Var, lv);
+			Oid			atttype;
+
+			if (var->varattno <= 0)
+				continue;
+			atttype = get_atttype(rel->relid, var->varattno);	/* 0: none, or dropped */
+			if (OidIsValid(atttype) && atttype != var->vartype)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATATYPE_MISMATCH),
+						 errmsg_internal("attribute %d of type %s has wrong type", var->varattno,
+										 format_type_be(get_rel_type_id(rel->relid))),
+						 errdetail_internal("Table has type %s, but query expects %s.",
+											format_type_be(atttype),
+											format_type_be(var->vartype))));
+		}
+	}
+}
+
+static void
+check_lateral_joins(Query *query, Node *node)
+{
+	ListCell   *lc;
+
+	if (node == NULL)
+		return;
+	if (IsA(node, FromExpr))
+	{
+		foreach(lc, ((FromExpr *) node)->fromlist)
+			check_lateral_joins(query, lfirst(lc));
+	}
+	else if (IsA(node, JoinExpr))
+	{
+		JoinExpr   *join = (JoinExpr *) node;
+
+		check_lateral_joins(query, join->larg);
+		check_lateral_joins(query, join->rarg);
+		if (join->jointype == JOIN_LEFT && IsA(join->rarg, RangeTblRef))
+			check_left_lateral(rt_fetch(((RangeTblRef *) join->rarg)->rtindex, query->rtable));
+	}
+}
+
 static void
 check_query(Query *query)
 {
 	ListCell   *lc;
 
+	check_lateral_joins(query, (Node *) query->jointree);
 	if (query->commandType == CMD_MERGE)
 		refuse("unsupported statement type: MERGE");
 	foreach(lc, query->rowMarks)
