@@ -63,7 +63,9 @@ LAT = ("CREATE TABLE baseline_lat_parent (id text NOT NULL PRIMARY KEY)",
        "INSERT INTO baseline_lat_child (id, parent_id) VALUES (1, 'a')")
 LAT_SELECT = "SELECT p.id, x.pid FROM baseline_lat_parent AS p "
 LAT_ERROR = "attribute 1 of type baseline_lat_child has wrong type"
+DOMAIN = "CREATE DOMAIN baseline_mood_domain AS text CHECK (VALUE IN ('sad', 'ok'))"
 MULTI = "CREATE TABLE baseline_multi (id int PRIMARY KEY, a int)"
+OCC_ROW = "SELECT id FROM baseline_parent WHERE id = '00000000-0000-0000-0000-0000000000aa' FOR "
 
 
 def _refused(name, sql, sqlstate, message, source, setup=(), in_txn=True, guessed=False,
@@ -280,6 +282,10 @@ REFUSED: list[Case] = [
              "CREATE UNIQUE INDEX baseline_idx_uvalue ON baseline_idx (value)", "0A000",
              "unsupported mode. please use CREATE INDEX ASYNC.",
              "rec:index.json#create_index_sync (UNIQUE alike)", [IDX]),
+    _refused("create_index_async_qualified",
+             "CREATE INDEX ASYNC public.baseline_qualified_idx ON baseline_idx (value)", "42601",
+             'syntax error at or near "."', "rec:index.json#create_index_async_qualified", [IDX],
+             client=True),
     _refused("sys_wait_for_job", "SELECT sys.wait_for_job((SELECT job_id FROM sys.jobs LIMIT 1))",
              "42809", "sys.wait_for_job(text) is a procedure", "rec:index.json#sys_wait_for_job"),
     _refused("sys_call_wait_for_job",
@@ -311,6 +317,13 @@ REFUSED: list[Case] = [
     _refused("env_lc_collate", "SHOW lc_collate", "42704",
              'unrecognized configuration parameter "lc_collate"',
              "rec:environment.json#env_lc_collate"),
+    _refused("q_group_by_all", "SELECT name, count(*) FROM baseline_parent GROUP BY ALL", "42601",
+             "syntax error at end of input", "rec:queries.json#q_group_by_all", [PARENT]),
+    _refused("q_merge",
+             "MERGE INTO baseline_idx t USING baseline_parent s ON t.id = "
+             "'00000000-0000-0000-0000-0000000000a1' WHEN MATCHED THEN UPDATE SET value = 'x'",
+             "0A000", "unsupported statement type: MERGE", "rec:queries.json#q_merge",
+             [PARENT, IDX]),
     # DSQL's LEFT JOIN LATERAL defect: an outer column in the subquery's output is read from
     # the subquery's own table (the recording's authors track it as a known gap, not a rule).
     _refused("q_lateral_left_no_outer_where",
@@ -325,6 +338,28 @@ REFUSED: list[Case] = [
              f"{LAT_SELECT}LEFT JOIN LATERAL (SELECT length(p.id)::bigint AS pid FROM "
              "baseline_lat_child AS c WHERE p.id = c.parent_id) AS x ON TRUE", "42804", LAT_ERROR,
              "rec:queries.json#q_lateral_left_outer_ref_cast", LAT),
+    _refused("occ_for_share", OCC_ROW + "SHARE", "0A000",
+             "locking clauses other than FOR UPDATE/FOR KEY SHARE are not supported",
+             "rec:occ.json#occ_for_share", [PARENT, SEED]),
+    _refused("occ_for_no_key_update", OCC_ROW + "NO KEY UPDATE", "0A000",
+             "locking clauses other than FOR UPDATE/FOR KEY SHARE are not supported",
+             "rec:occ.json#occ_for_no_key_update", [PARENT, SEED]),
+    # --- errors PostgreSQL raises itself, recorded as DSQL's too ---
+    _refused("foreign_key_violation",
+             "INSERT INTO baseline_child (id, parent_id) VALUES "
+             "('00000000-0000-0000-0000-0000000000ff', '00000000-0000-0000-0000-0000000000ff')",
+             "23503", 'insert or update on table "baseline_child" violates foreign key constraint '
+             '"baseline_child_parent_id_fkey"', "rec:supported.json#foreign_key_violation",
+             [PARENT, CHILD]),
+    _refused("enum_domain_violation", "INSERT INTO baseline_enum_t (id, m) VALUES (1, 'bogus')",
+             "23514", 'value for domain baseline_mood_domain violates check constraint '
+             '"baseline_mood_domain_check"', "rec:enum.json#enum_domain_violation",
+             [DOMAIN, "CREATE TABLE baseline_enum_t (id int, m baseline_mood_domain)"]),
+    _refused("enum_check_violation",
+             "INSERT INTO baseline_enum_check_v (id, m) VALUES (1, 'bogus')", "23514",
+             'new row for relation "baseline_enum_check_v" violates check constraint '
+             '"baseline_enum_check_v_m_check"', "rec:enum.json#enum_check_violation",
+             ["CREATE TABLE baseline_enum_check_v (id int, m text CHECK (m IN ('sad', 'ok')))"]),
     # --- multi-statement queries (multi_statement.json) ---
     _refused("multi_ddl_then_async_index",
              "CREATE TABLE baseline_multi_d (id int); "
@@ -481,6 +516,9 @@ ACCEPTED: list[Case] = [
     _ok("q_lateral_cross_outer_ref",
         f"{LAT_SELECT}CROSS JOIN LATERAL (SELECT p.id AS pid FROM baseline_lat_child AS c "
         "WHERE p.id = c.parent_id) AS x", "rec:queries.json#q_lateral_cross_outer_ref", LAT),
+    _ok("occ_for_update", OCC_ROW + "UPDATE", "rec:occ.json#occ_for_update", [PARENT, SEED]),
+    _ok("occ_for_key_share", OCC_ROW + "KEY SHARE", "rec:occ.json#occ_for_key_share",
+        [PARENT, SEED]),
     _ok("q_with_recursive", "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t "
         "WHERE n < 3) SELECT n FROM t ORDER BY 1", "rec:queries.json#q_with_recursive"),
     _ok("q_aggregate_filter",
