@@ -17,7 +17,6 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -91,22 +90,11 @@ def _server_url() -> str:
 
 
 def drop_os_user(name: str | None) -> None:
-    """Delete an OS user that a test made (as root), if it exists.
+    """Delete an OS user that a test made (as root), if it exists."""
+    from bank.adapters.embedded import delete_os_user
 
-    userdel refuses while a process of the user exists, zombies included: a crashed
-    server's processes may wait a few seconds for init to reap them."""
-    if name is None:
-        return
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return
-    for _ in range(100):
-        done = subprocess.run(["userdel", name], capture_output=True, text=True)
-        if done.returncode == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"userdel {name}: {done.stderr}")
+    if name is not None:
+        delete_os_user(name)
 
 
 @pytest.fixture()

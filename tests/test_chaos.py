@@ -3,12 +3,15 @@
 Local only (it kills a server of its own, in a temp dir); bounded: 16 s of load.
 """
 
+import os
+import pwd
 import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
+from bank.adapters.embedded import os_user_for
 from bank.cli import chaos
 
 
@@ -18,7 +21,8 @@ def test_no_acknowledged_transfer_is_lost_or_doubled_under_faults(capsys):
     # traverse the folders above its data (see tests/conftest.py, throwaway_server).
     top = Path(tempfile.mkdtemp(prefix="bank-chaos-"))
     try:
-        report = chaos.run(top / "data", duration_s=16, workers=6, kill_every_s=2)
+        report = chaos.run(top / "data", duration_s=16, workers=6, kill_every_s=2,
+                           throwaway=True)
     finally:
         shutil.rmtree(top, ignore_errors=True)
     with capsys.disabled():  # the figures, in CI's log even when the test passes
@@ -32,3 +36,6 @@ def test_no_acknowledged_transfer_is_lost_or_doubled_under_faults(capsys):
     assert report.in_ledger_once == report.acknowledged, "an acknowledged transfer is missing"
     assert not report.unexplained, report.unexplained
     assert report.sound
+    if os.geteuid() == 0:  # the throwaway server's OS user went with its data
+        with pytest.raises(KeyError):
+            pwd.getpwnam(os_user_for((top / "data").resolve()))

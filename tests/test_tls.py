@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bank.adapters.database import DSQL_ROOT_CERTS
-from bank.adapters.embedded import EmbeddedPostgres
+from bank.adapters.embedded import EmbeddedPostgres, delete_os_user
 
 HOST = "db.bank.test"
 
@@ -205,6 +205,8 @@ def _serve_tls(tmp: Path):
     finally:
         terminator.close()
         server.stop()
+        if server.os_user is not None:
+            delete_os_user(server.os_user)
 
 
 @pytest.fixture()

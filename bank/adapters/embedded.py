@@ -112,6 +112,24 @@ def os_user_for(data_dir: Path) -> str:
     return "bank_" + hashlib.sha256(str(data_dir).encode()).hexdigest()[:10]
 
 
+def delete_os_user(name: str) -> None:
+    """Delete an OS user (as root) if it exists: a throwaway server's, once it is stopped.
+
+    userdel refuses while a process of the user exists, zombies included: a crashed
+    server's processes may wait a few seconds for init to reap them."""
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return
+    userdel = shutil.which("userdel", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    for _ in range(100):
+        done = subprocess.run([userdel or "userdel", name], capture_output=True, text=True)
+        if done.returncode == 0:
+            return
+        time.sleep(0.1)
+    raise EmbeddedDatabaseError(f"could not delete the OS user {name}: {done.stderr.strip()}")
+
+
 @dataclass(frozen=True)
 class Status:
     running: bool

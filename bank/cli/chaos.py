@@ -31,7 +31,7 @@ from sqlalchemy import text
 
 from bank.adapters import database, migrations, settings
 from bank.adapters.database import setup_engine
-from bank.adapters.embedded import EmbeddedPostgres
+from bank.adapters.embedded import EmbeddedPostgres, delete_os_user
 from bank.domain.errors import BankError, EmbeddedDatabaseError
 
 ACCOUNTS = 20
@@ -102,8 +102,11 @@ def _point_at(url: str | None, pool: int, saved: dict[str, str | None] | None = 
 
 
 def run(data_dir: Path, *, duration_s: float = 20.0, workers: int = 6, kill_every_s: float = 2.0,
-        crash: bool = True, seed: int = 0) -> ChaosReport:
-    """Start a server in ``data_dir``, run the workers under faults, audit; stop the server."""
+        crash: bool = True, seed: int = 0, throwaway: bool = False) -> ChaosReport:
+    """Start a server in ``data_dir``, run the workers under faults, audit; stop the server.
+
+    ``throwaway``: ``data_dir`` is deleted afterwards, so (as root) is the server's OS user.
+    """
     server = EmbeddedPostgres(data_dir)
     url = server.start().url
     assert url is not None
@@ -114,6 +117,8 @@ def run(data_dir: Path, *, duration_s: float = 20.0, workers: int = 6, kill_ever
     finally:
         _point_at(None, 0, saved)
         server.stop()
+        if throwaway and server.os_user is not None:
+            delete_os_user(server.os_user)
 
 
 def _run(server: EmbeddedPostgres, url: str, duration_s: float, workers: int,

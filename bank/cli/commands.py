@@ -236,7 +236,8 @@ def _cmd_chaos(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="bank-chaos-") as tmp:
         data_dir = Path(args.data_dir) if args.data_dir else Path(tmp)
         report = chaos.run(data_dir, duration_s=args.duration, workers=args.workers,
-                           kill_every_s=args.kill_every, crash=not args.no_crash, seed=args.seed)
+                           kill_every_s=args.kill_every, crash=not args.no_crash, seed=args.seed,
+                           throwaway=not args.data_dir)
     print(report.render())
     return 0 if report.sound else 1
 
