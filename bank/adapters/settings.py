@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 from bank.domain.errors import ConfigurationError
 
@@ -33,30 +34,29 @@ def region_from_endpoint(endpoint: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+_N = TypeVar("_N", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: _N, parse: type[_N], minimum: _N) -> _N:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
-    if value < 0:
-        raise ConfigurationError(f"{name} must not be negative, got {raw!r}")
+        what = "an integer" if parse is int else "a number"
+        raise ConfigurationError(f"{name} must be {what}, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum:g}, got {raw!r}")
     return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    return _number(env, name, default, float, 0.0)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name} must be at least {minimum}, got {raw!r}")
-    return value
+    return _number(env, name, default, int, minimum)
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:

@@ -20,6 +20,7 @@ from bank.domain.errors import BankError, ConfigurationError
 from bank.services.retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from bank.domain.model import AccountKind
     from bank.services.transfers import TransferResult
 
 # Leave this much of the Lambda's time for answering after the last attempt.
@@ -43,7 +44,7 @@ def log_level(env: Mapping[str, str]) -> int:
 logging.getLogger("bank").setLevel(log_level(os.environ))
 
 
-def logged(handler: Callable[..., Any]) -> Callable[..., Any]:
+def logged(handler: Callable[..., Any], name: str | None = None) -> Callable[..., Any]:
     """Log one JSON line per invocation of ``handler``, through the ``logging`` module.
 
     Fields: ``function`` and ``request_id`` (from the Lambda context), ``outcome`` (``ok``
@@ -53,7 +54,7 @@ def logged(handler: Callable[..., Any]) -> Callable[..., Any]:
     raising (the migration custom resource must always answer) names it as ``errorType``.
     Level INFO; ERROR for an exception that is not a ``BankError`` (a bug).
     """
-    default_name = handler.__module__.rpartition(".")[2]
+    default_name = name or handler.__module__.rpartition(".")[2]
 
     @functools.wraps(handler)
     def wrapper(event: Any, context: Any = None) -> Any:
@@ -108,6 +109,29 @@ def deadline_from(context: Any) -> float | None:
 
 def retry_policy(**overrides: Any) -> RetryPolicy:
     return RetryPolicy.from_settings(get_settings(), **overrides)
+
+
+def transfer_handler(name: str, kind: AccountKind, *, retry_conflicts: bool = True,
+                     uuid_ids: bool = False) -> Callable[..., dict]:
+    """The Lambda handler of a transfer chapter (ch04, ch05, ch06), logged as ``name``.
+
+    It parses the event, runs the transfer service on ``kind`` of account, one unit of work
+    per attempt, and answers. ``retry_conflicts=False`` (ch04) reports a conflict as
+    ``TransactionConflict`` and leaves ``attempts`` out of the response; ``uuid_ids``
+    (ch06) takes the ids as UUID strings.
+    """
+    from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
+    from bank.domain.requests import parse_transfer
+    from bank.services.transfers import transfer
+
+    def handler(event: Any, context: Any = None) -> dict:
+        request = parse_transfer(event, uuid_ids=uuid_ids)
+        result = transfer(SqlAlchemyUnitOfWork, kind, request,
+                          policy=retry_policy(retry_conflicts=retry_conflicts),
+                          deadline=deadline_from(context))
+        return transfer_response(result, with_attempts=retry_conflicts)
+
+    return logged(handler, name)
 
 
 def transfer_response(result: TransferResult, with_attempts: bool) -> dict:
