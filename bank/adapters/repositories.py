@@ -1,6 +1,7 @@
-"""Repositories: the accounts and the transfer ledger, over one SQLAlchemy ``Session``.
+"""Repositories: the accounts and the transfer ledger, inside one unit of work.
 
-Reads load domain objects through the ORM (``session.get(Account, 1)``). The hot writes
+Reads load domain objects through the unit of work's ORM ``Session``
+(``session.get(Account, 1)``), opened at first use on its connection. The hot writes
 are set-based statements on the mapped tables, because on Aurora DSQL each statement is
 a network round trip and the ORM's per-object machinery costs more client CPU than the
 database work:
@@ -17,10 +18,10 @@ Both are SQLAlchemy Core statements on the mapped tables, built once; the unit o
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     ARRAY,
@@ -47,9 +48,16 @@ from sqlalchemy.sql import ClauseElement
 from bank.adapters import orm
 from bank.domain.model import AccountKind, Transfer, can_pay
 
-#: The unit of work's ``run(statement, parameters)``: runs a hot statement on the driver
-#: (``bank.adapters.unit_of_work``); returns the driver's cursor, holding its rows.
-Run = Callable[[ClauseElement, Mapping[str, Any]], Any]
+
+class Work(Protocol):
+    """What a repository uses of its unit of work (``bank.adapters.unit_of_work``)."""
+
+    @property
+    def session(self) -> Session:
+        """The ORM session (opened at first use)."""
+
+    def run(self, statement: ClauseElement, parameters: Mapping[str, Any]) -> Any:
+        """Run a hot statement on the driver; returns the driver's cursor, holding its rows."""
 
 TOTAL_CHUNK = 10_000  # ids per statement when summing balances: a bounded parameter size
 
@@ -91,11 +99,21 @@ def _total_statement(table: Table):
     )
 
 
-class SqlAlchemyAccounts:
+class _Repository:
+    def __init__(self, work: Work):
+        self._work = work
+
+    @property
+    def session(self) -> Session:
+        return self._work.session
+
+
+class SqlAlchemyAccounts(_Repository):
     """The accounts of one kind (``Account``: integer ids; ``UuidAccount``: UUIDs)."""
 
-    def __init__(self, session: Session, kind: AccountKind, run: Run):
-        self.session, self.kind, self.table, self._run = session, kind, table_of(kind), run
+    def __init__(self, work: Work, kind: AccountKind):
+        super().__init__(work)
+        self.kind, self.table = kind, table_of(kind)
 
     def get(self, account_id: Any):
         return self.session.get(self.kind, account_id)
@@ -103,7 +121,7 @@ class SqlAlchemyAccounts:
     def move(self, payer_id: Any, payee_id: Any, amount: Decimal) -> Decimal | None:
         """The payer's balance after moving ``amount`` to the payee, or None if nothing moved
         (an account missing, or the payer cannot pay)."""
-        rows = self._run(_move_statement(self.table),
+        rows = self._work.run(_move_statement(self.table),
                          {"payer": payer_id, "payee": payee_id, "amount": amount}).fetchall()
         for account_id, balance in rows:
             if account_id == payer_id:
@@ -145,11 +163,11 @@ class SqlAlchemyAccounts:
         return found, total
 
 
-class SqlAlchemyLedger:
+class SqlAlchemyLedger(_Repository):
     """The transfer ledger: one row per applied transfer, keyed by its ``transfer_id``."""
 
-    def __init__(self, session: Session, run: Run):
-        self.session, self._run = session, run
+    def __init__(self, work: Work):
+        super().__init__(work)
         self.pending: list[Transfer] = []
 
     def add(self, transfer: Transfer) -> None:
@@ -164,7 +182,7 @@ class SqlAlchemyLedger:
                 for t in self.pending
             ]
             for row in rows:
-                self._run(_INSERT_TRANSFER, row)
+                self._work.run(_INSERT_TRANSFER, row)
             self.pending.clear()
 
     def get(self, transfer_id: uuid.UUID) -> Transfer | None:

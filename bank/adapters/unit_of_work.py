@@ -6,7 +6,10 @@
         uow.commit()          # nothing is kept unless commit() is called
 
 The sessions come from one module-level ``sessionmaker``, bound to the process-wide engine,
-so a warm Lambda container reuses its pooled connection (ch04).
+so a warm Lambda container reuses its pooled connection (ch04). The unit of work checks
+that connection out on entry and opens its ``Session`` on it at first use: a transfer
+whose statements are all set-based (below) never needs one, and skips its cost (a tenth
+of the transfer's client CPU, measured by ``benchmarks/transfer.py``).
 
 Round trips. On Aurora DSQL every statement is a network round trip and COMMIT costs
 more, so the unit of work spends as few as it can: its connection runs in psycopg's
@@ -88,31 +91,40 @@ class SqlAlchemyUnitOfWork:
 
     def __enter__(self) -> SqlAlchemyUnitOfWork:
         token = current_deadline.set(self._deadline)
-        try:
-            self.session = (self._sessions or session_factory())()
-            try:
-                self._connection: Connection = self.session.connection()  # connects if needed
-            except BaseException:
-                self.session.close()
-                raise
+        try:  # within the deadline: a first use builds the engine, which may connect
+            sessions = self._sessions = self._sessions or session_factory()
+            self._connection: Connection = sessions.kw["bind"].connect()
         finally:
             current_deadline.reset(token)
+        self._session: Session | None = None
         driver = self._connection.connection.driver_connection
         assert isinstance(driver, psycopg.Connection)
         self._driver = driver
         self._guard = guard(driver, self._deadline)
         self._guard.__enter__()
         self._cursor = driver.cursor()
-        self.transfers = SqlAlchemyLedger(self.session, self.run)
+        self.transfers = SqlAlchemyLedger(self)
         self._repositories: dict[Any, SqlAlchemyAccounts] = {}
         return self
 
     def accounts(self, kind: AccountKind) -> SqlAlchemyAccounts:
         repository = self._repositories.get(kind)
         if repository is None:
-            repository = self._repositories[kind] = SqlAlchemyAccounts(self.session, kind,
-                                                                       self.run)
+            repository = self._repositories[kind] = SqlAlchemyAccounts(self, kind)
         return repository
+
+    @property
+    def session(self) -> Session:
+        """The ORM ``Session`` of this unit of work, on its connection (opened at first use)."""
+        session = self._session
+        if session is None:
+            assert self._sessions is not None
+            session = self._session = self._sessions(bind=self._connection)
+        return session
+
+    def _flush(self) -> None:
+        if self._session is not None:
+            self._session.flush()
 
     def run(self, statement: ClauseElement, parameters: Mapping[str, Any]) -> psycopg.Cursor:
         """Run a repository's hot ``statement`` on this unit of work's connection.
@@ -148,18 +160,18 @@ class SqlAlchemyUnitOfWork:
         driver = self._driver
         if driver.info.transaction_status == IDLE:
             self.transfers.write_pending()  # only writes: BEGIN travels with the first
-            self.session.flush()
+            self._flush()
         if driver.info.transaction_status != IDLE:
             try:
                 with driver.pipeline():
                     self.transfers.write_pending()
-                    self.session.flush()
+                    self._flush()
                     self._cursor.execute(b"COMMIT")
             except psycopg.Error as exc:
                 raise self._named(exc, during_commit=True) from exc
         # The database has committed. The session is not told (its commit() would only do
-        # bookkeeping in autocommit mode, a tenth of a transfer's client CPU): it is closed
-        # on exit, and a statement after commit() starts a new transaction.
+        # bookkeeping in autocommit mode): it is closed on exit, and a statement after
+        # commit() starts a new transaction.
 
     def rollback(self) -> None:
         driver = self._driver
@@ -177,4 +189,8 @@ class SqlAlchemyUnitOfWork:
                 self.rollback()  # a no-op after commit(): the transaction is over
         finally:
             self._guard.__exit__(None, None, None)
-            self.session.close()
+            try:
+                if self._session is not None:
+                    self._session.close()
+            finally:
+                self._connection.close()  # back to the pool
