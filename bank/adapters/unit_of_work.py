@@ -8,7 +8,7 @@
 The sessions come from one module-level ``sessionmaker``, bound to the process-wide engine,
 so a warm Lambda container reuses its pooled connection (ch04). The unit of work checks
 that connection out on entry and opens its ``Session`` on it at first use: a transfer
-whose statements are all set-based (below) never needs one, and skips its cost (a tenth
+whose statements are all set-based (below) never needs one, and skips its cost (a fifth
 of the transfer's client CPU, measured by ``benchmarks/transfer.py``).
 
 Round trips. On Aurora DSQL every statement is a network round trip and COMMIT costs
