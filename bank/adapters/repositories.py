@@ -122,7 +122,7 @@ class SqlAlchemyAccounts(_Repository):
         """The payer's balance after moving ``amount`` to the payee, or None if nothing moved
         (an account missing, or the payer cannot pay)."""
         rows = self._work.run(_move_statement(self.table),
-                         {"payer": payer_id, "payee": payee_id, "amount": amount}).fetchall()
+                              {"payer": payer_id, "payee": payee_id, "amount": amount}).fetchall()
         for account_id, balance in rows:
             if account_id == payer_id:
                 return balance
