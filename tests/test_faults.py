@@ -224,6 +224,62 @@ def test_a_transfer_takes_two_round_trips(make_accounts, proxy):
     assert proxy.stats.snapshot()[0] - before <= 2
 
 
+def test_a_rolled_back_unit_of_work_keeps_the_prepared_statements(make_accounts, proxy):
+    """psycopg prepares a statement on its fifth run, and its rollback() forgets them all
+    (DEALLOCATE ALL: one more round trip, then preparing again). The unit of work rolls
+    back without that: a refused transfer costs the same round trips every time, but for
+    preparing its reads once."""
+    from bank.domain.errors import InsufficientFunds
+    from bank.handlers import ch03, ch05
+
+    payer, payee = make_accounts(2, balance=100)
+    reads = []
+    for _ in range(12):  # past psycopg's prepare threshold (5), twice
+        before = proxy.stats.snapshot()[0]
+        ch03.handler({"id": payer})
+        reads.append(proxy.stats.snapshot()[0] - before)
+    assert reads[1:] == [2] * 11, reads  # BEGIN with the SELECT, then ROLLBACK
+    refused = []
+    for _ in range(12):
+        for _ in range(6):  # the move and the ledger insert are prepared by now
+            ch05.handler({"payer_id": payer, "payee_id": payee, "amount": "0.01"})
+        before = proxy.stats.snapshot()[0]
+        with pytest.raises(InsufficientFunds):
+            ch05.handler({"payer_id": payer, "payee_id": payee, "amount": "1000"})
+        refused.append(proxy.stats.snapshot()[0] - before)
+    # BEGIN with the move; the ledger lookup; the payer; the payee; ROLLBACK. Preparing
+    # a read outside a pipeline is a round trip of its own, once per statement.
+    assert set(refused) <= {5, 6} and refused.count(6) <= 2, refused
+
+
+def test_after_a_lost_connection_the_unit_of_work_never_reconnects_midway(
+        server_url, engine, make_accounts):
+    """The backend dies in the middle of a unit of work: every later use of it is a named
+    error (nothing may run on a new connection, outside the transaction it began), and
+    the connection still goes back to the pool."""
+    from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
+    from bank.domain.model import Account
+
+    payer, payee = make_accounts(2, balance=100)
+    pool = engine.pool
+    before = pool.checkedout()
+    with SqlAlchemyUnitOfWork() as uow:
+        accounts = uow.accounts(Account)
+        assert accounts.get(payer).balance == Decimal(100)  # the session, in the transaction
+        pid = uow.session.execute(text("SELECT pg_backend_pid()")).scalar()
+        with database.setup_engine(server_url).connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        time.sleep(0.2)
+        with pytest.raises(errors.DatabaseUnavailable):
+            accounts.move(payer, payee, Decimal(1))
+        with pytest.raises(errors.DatabaseUnavailable):
+            accounts.get(payee)
+        with pytest.raises(errors.DatabaseUnavailable):
+            uow.commit()
+    assert pool.checkedout() == before
+    assert balances(engine, [payer, payee]) == {payer: Decimal(100), payee: Decimal(100)}
+
+
 def test_a_pool_of_dead_connections_costs_one_attempt_not_one_each(server_url, test_schema,
                                                                      make_accounts):
     """A restarted server leaves every pooled connection dead. The first transfer to find

@@ -51,7 +51,7 @@ from bank.adapters.database import UNIT_OF_WORK, begin_with, current_deadline, g
 from bank.adapters.dberrors import is_connection_failure, translate
 from bank.adapters.deadline import guard
 from bank.adapters.repositories import SqlAlchemyAccounts, SqlAlchemyLedger
-from bank.domain.errors import BankError
+from bank.domain.errors import BankError, DatabaseUnavailable
 from bank.domain.model import AccountKind
 
 IDLE = pq.TransactionStatus.IDLE
@@ -97,12 +97,16 @@ class SqlAlchemyUnitOfWork:
         finally:
             current_deadline.reset(token)
         self._session: Session | None = None
-        driver = self._connection.connection.driver_connection
-        assert isinstance(driver, psycopg.Connection)
-        self._driver = driver
-        self._guard = guard(driver, self._deadline)
-        self._guard.__enter__()
-        self._cursor = driver.cursor()
+        try:
+            driver = self._connection.connection.driver_connection
+            assert isinstance(driver, psycopg.Connection)
+            self._driver = driver
+            self._cursor = driver.cursor()
+            self._guard = guard(driver, self._deadline)
+            self._guard.__enter__()
+        except BaseException:
+            self._connection.close()
+            raise
         self.transfers = SqlAlchemyLedger(self)
         self._repositories: dict[Any, SqlAlchemyAccounts] = {}
         return self
@@ -116,11 +120,17 @@ class SqlAlchemyUnitOfWork:
     @property
     def session(self) -> Session:
         """The ORM ``Session`` of this unit of work, on its connection (opened at first use)."""
+        self._check_alive()
         session = self._session
         if session is None:
             assert self._sessions is not None
             session = self._session = self._sessions(bind=self._connection)
         return session
+
+    def _check_alive(self) -> None:
+        """After a lost connection, the work is over: nothing reconnects in its middle."""
+        if self._connection.invalidated:
+            raise DatabaseUnavailable("the database connection was lost; nothing was committed")
 
     def _flush(self) -> None:
         if self._session is not None:
@@ -146,7 +156,7 @@ class SqlAlchemyUnitOfWork:
         return cursor
 
     def _named(self, exc: psycopg.Error, during_commit: bool = False) -> BankError:
-        if is_connection_failure(exc):
+        if is_connection_failure(exc) and not self._connection.invalidated:
             # What SQLAlchemy does on a disconnect in its own statements: this connection
             # is dropped, and every pooled one as old is replaced at its next checkout
             # (after a server restart they are all dead; none should cost an attempt).
@@ -157,6 +167,7 @@ class SqlAlchemyUnitOfWork:
         return named
 
     def commit(self) -> None:
+        self._check_alive()
         driver = self._driver
         if driver.info.transaction_status == IDLE:
             self.transfers.write_pending()  # only writes: BEGIN travels with the first
@@ -177,11 +188,15 @@ class SqlAlchemyUnitOfWork:
         driver = self._driver
         if driver.closed or driver.info.transaction_status == IDLE:
             return
-        try:
-            driver.rollback()
-        except psycopg.Error as exc:
+        # Straight to libpq (``Connection.pgconn``, psycopg's door for low-level commands):
+        # psycopg's own rollback() also forgets every prepared statement, in case the
+        # transaction changed the schema, which costs a round trip (DEALLOCATE ALL) and
+        # preparing them all again. A unit of work changes no schema.
+        result = driver.pgconn.exec_(b"ROLLBACK")
+        if result.status != pq.ExecStatus.COMMAND_OK:
             self._connection.invalidate()
-            raise translate(exc) or exc from exc
+            raise DatabaseUnavailable(
+                "the database connection failed during ROLLBACK; nothing was committed")
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
