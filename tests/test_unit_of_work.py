@@ -77,3 +77,17 @@ def test_the_connection_goes_back_to_the_pool(make_accounts, counting, engine):
                     raise RuntimeError("boom")
         assert pool.checkedout() == before
 
+
+
+def test_rows_put_without_commit_are_not_kept(make_accounts, engine):
+    """put_many sends many rows in one call (an executemany): they too wait for commit()."""
+    base = make_accounts(1)[0] + 2_000_000_000
+    ids = [base, base + 1, base + 2]
+    with SqlAlchemyUnitOfWork() as uow:
+        assert uow.accounts(Account).put_many(ids, Decimal(5)) == 3
+        # no commit()
+    assert balances(engine, ids) == {}
+    with SqlAlchemyUnitOfWork() as uow:
+        uow.accounts(Account).put_many(ids, Decimal(5))
+        uow.commit()
+    assert balances(engine, ids) == {i: Decimal(5) for i in ids}

@@ -22,8 +22,8 @@ Every engine gets two hooks:
 
 - ``handle_error``: driver errors become the named errors of ``bank.domain.errors``
   (``bank.adapters.dberrors.translate``), on every path, ORM or Core;
-- ``do_execute``: in a unit of work, BEGIN travels with the first statement
-  (``bank.adapters.unit_of_work``).
+- ``do_execute`` and ``do_executemany``: in a unit of work, BEGIN travels with the first
+  statement (``bank.adapters.unit_of_work``).
 
 The connections run in psycopg's autocommit mode: the unit of work begins and commits
 its transactions itself. Outside one, every statement is its own transaction.
@@ -177,6 +177,7 @@ def hooked(engine: Engine) -> Engine:
     """``engine`` with the hooks every engine of the project has (see the module doc)."""
     event.listen(engine, "handle_error", _named_error)
     event.listen(engine, "do_execute", _begin_with_first_statement)
+    event.listen(engine, "do_executemany", _begin_with_first_statements)
     event.listen(engine, "do_connect", _connect_within_deadline)
     return engine
 
@@ -209,18 +210,32 @@ def _named_error(context: ExceptionContext) -> BaseException | None:
     return translate(context.original_exception)
 
 
-def _begin_with_first_statement(cursor, statement, parameters, context) -> bool | None:
-    """``do_execute``: in a unit of work, send BEGIN in one pipeline with the first
-    statement: one round trip where psycopg would take two."""
-    conn = cursor.connection
-    if (
+def _begins_a_unit_of_work(cursor, context) -> bool:
+    return not (
         context is None
         or context.isddl
         or not context.execution_options.get(UNIT_OF_WORK)
-        or conn.info.transaction_status != pq.TransactionStatus.IDLE
-    ):
+        or cursor.connection.info.transaction_status != pq.TransactionStatus.IDLE
+    )
+
+
+def _begin_with_first_statement(cursor, statement, parameters, context) -> bool | None:
+    """``do_execute``: in a unit of work, send BEGIN in one pipeline with the first
+    statement: one round trip where psycopg would take two."""
+    if not _begins_a_unit_of_work(cursor, context):
         return None  # SQLAlchemy executes the statement as usual
     begin_with(cursor, statement, parameters)
+    return True
+
+
+def _begin_with_first_statements(cursor, statement, parameters, context) -> bool | None:
+    """``do_executemany`` (a statement with many rows of parameters): the same, so that
+    the rows too wait for the unit of work's commit."""
+    if not _begins_a_unit_of_work(cursor, context):
+        return None
+    with cursor.connection.pipeline():
+        cursor.execute(BEGIN)
+        cursor.executemany(statement, parameters)
     return True
 
 
