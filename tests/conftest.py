@@ -62,8 +62,14 @@ def engine_for(url: str, hooks: bool = True, **engine_kwargs) -> Engine:
     from bank.adapters.settings import Settings
 
     settings = dataclasses.replace(Settings.from_env(), schema=None)
+    isolation = engine_kwargs.pop("isolation_level", None) if hooks else None
     engine = local_engine(url, settings, **engine_kwargs)
-    return hooked(engine) if hooks else engine
+    if not hooks:
+        return engine
+    # The application's hooks pipeline transactions; a level of its own is given to every
+    # connection as an execution option, which they leave alone (bank.adapters.pipelining).
+    engine = hooked(engine)
+    return engine.execution_options(isolation_level=isolation) if isolation else engine
 
 
 def alembic_config(url: str) -> Config:
@@ -280,7 +286,7 @@ def make_accounts(engine: Engine):
 
     def make(count: int, balance: Decimal | int | str = 100) -> list[int]:
         ids = [next(_next_id) for _ in range(count)]
-        with engine.connect() as conn:
+        with engine.begin() as conn:
             conn.execute(
                 text("INSERT INTO accounts (id, balance) VALUES (:id, :balance)"),
                 [{"id": i, "balance": Decimal(balance)} for i in ids],
@@ -293,7 +299,7 @@ def make_accounts(engine: Engine):
 @pytest.fixture(scope="session")
 def make_uuid_accounts(engine: Engine):
     def make(count: int, balance: Decimal | int | str = 100) -> list[str]:
-        with engine.connect() as conn:
+        with engine.begin() as conn:
             rows = conn.execute(
                 text(
                     "INSERT INTO accounts2 (balance) SELECT :balance "

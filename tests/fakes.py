@@ -12,8 +12,13 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from bank.domain.errors import DatabaseUnavailable, TransferAlreadyRecorded
-from bank.domain.model import Account, Transfer, UuidAccount
+from bank.domain.errors import (
+    AccountNotFound,
+    DatabaseUnavailable,
+    InsufficientFunds,
+    TransferAlreadyRecorded,
+)
+from bank.domain.model import Account, Transfer, UuidAccount, balance_of, balances_after
 
 
 class FakeAccounts:
@@ -23,13 +28,17 @@ class FakeAccounts:
     def get(self, account_id: Any):
         return self.rows.get(account_id)
 
+    def get_many(self, ids) -> dict:
+        return {i: self.rows[i] for i in ids if i in self.rows}
+
     def move(self, payer_id: Any, payee_id: Any, amount: Decimal) -> Decimal | None:
         payer, payee = self.rows.get(payer_id), self.rows.get(payee_id)
-        if payer is None or payee is None or not payer.can_pay(amount):
+        try:  # the domain's rule, as the SQL move applies it
+            payer.balance, payee.balance = balances_after(  # type: ignore[union-attr]
+                balance_of(payer), balance_of(payee), amount)
+        except (AccountNotFound, InsufficientFunds):
             return None
-        payer.balance -= amount
-        payee.balance += amount
-        return payer.balance
+        return payer.balance  # type: ignore[union-attr]
 
     def put_many(self, ids, balance: Decimal) -> int:
         n = 0

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bank.adapters.database import make_engine
-from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork, session_factory
+from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
 from bank.cli.console import IdsFile, LoadProgress
 from bank.cli.main import main
 from bank.domain.errors import (
@@ -143,7 +143,7 @@ def test_dropped_connections_are_replaced(engine, server_url, test_schema):
     url = make_url(server_url).update_query_dict({"application_name": name})
     settings = settings_for(url.render_as_string(hide_password=False), test_schema.name)
     loader_engine = make_engine(settings, pool_size=2, max_overflow=0)
-    uow = functools.partial(SqlAlchemyUnitOfWork, sessions=session_factory(loader_engine))
+    uow = functools.partial(SqlAlchemyUnitOfWork, engine=loader_engine)
     before = ids_in_table(engine)
     ids, on_batch = collect()
     done = threading.Event()

@@ -35,7 +35,7 @@ def another_writer(engine, table: str, account, delta: int) -> None:
     """Change a balance behind the load test's back (again if it conflicts with the test)."""
     for _ in range(100):
         try:
-            with engine.connect() as conn:
+            with engine.begin() as conn:
                 conn.execute(  # table: a test constant
                     text(f"UPDATE {table} SET balance = balance + :delta WHERE id = :id"),
                     {"delta": delta, "id": account},

@@ -18,15 +18,17 @@ No pre-ping: it would cost a round trip on every checkout. A dead pooled connect
 anything was applied; SQLAlchemy then replaces the pool's connections and the unit of
 work runs again (``bank.services.retry``), so no request fails for it.
 
-Every engine gets two hooks:
+Transactions are SQLAlchemy's, on every engine: ``engine.begin()``, ``Session.begin()``
+and the unit of work are atomic. Every engine gets:
 
+- ``bank.adapters.pipelining.pipeline_transactions``: BEGIN travels with a transaction's
+  first statement and COMMIT with its pending writes (two round trips for a transfer);
 - ``handle_error``: driver errors become the named errors of ``bank.domain.errors``
-  (``bank.adapters.dberrors.translate``), on every path, ORM or Core;
-- ``do_execute`` and ``do_executemany``: in a unit of work, BEGIN travels with the first
-  statement (``bank.adapters.unit_of_work``).
+  (``bank.adapters.dberrors.translate``), on every path, ORM or Core, COMMIT included;
+- ``do_connect``: a new connection's timeout never outlasts the caller's deadline.
 
-The connections run in psycopg's autocommit mode: the unit of work begins and commits
-its transactions itself. Outside one, every statement is its own transaction.
+DDL runs on connections with ``execution_options(isolation_level="AUTOCOMMIT")``
+(migrations, the ch07 lab): DSQL allows one DDL statement per transaction.
 """
 
 from __future__ import annotations
@@ -38,19 +40,14 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import pq
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
 
 from bank.adapters.dberrors import translate
+from bank.adapters.pipelining import COMMIT_OPTION, pipeline_transactions
 from bank.adapters.settings import Settings, Target, get_settings
 from bank.domain.errors import ConfigurationError, DatabaseTimeout
 
-#: DSQL runs every transaction at snapshot isolation (REPEATABLE READ in PostgreSQL's
-#: terms) and accepts this BEGIN; local transactions ask for the same.
-BEGIN = b"BEGIN ISOLATION LEVEL REPEATABLE READ"
-UNIT_OF_WORK = "bank_unit_of_work"  # execution option: the connection of a unit of work
 #: The CA certificates that DSQL's server certificate must chain to (libpq ``sslrootcert``).
 DSQL_ROOT_CERTS = Path(__file__).with_name("amazon_trust_services.pem")
 
@@ -108,10 +105,6 @@ def make_engine(settings: Settings, **overrides: Any) -> Engine:
     }
     pool.update(overrides)
     connect_timeout = max(1, round(settings.connect_timeout_s))
-    # psycopg's autocommit mode: transactions are the unit of work's, which sends BEGIN
-    # itself, with its first statement. Without a unit of work, each statement is a
-    # transaction of its own (on this engine, ``engine.begin()`` opens none).
-    pool["isolation_level"] = "AUTOCOMMIT"
     if settings.target is Target.DSQL:
         from aurora_dsql_sqlalchemy import create_dsql_engine
 
@@ -176,10 +169,8 @@ def _own_options(url: URL) -> list[str]:
 def hooked(engine: Engine) -> Engine:
     """``engine`` with the hooks every engine of the project has (see the module doc)."""
     event.listen(engine, "handle_error", _named_error)
-    event.listen(engine, "do_execute", _begin_with_first_statement)
-    event.listen(engine, "do_executemany", _begin_with_first_statements)
     event.listen(engine, "do_connect", _connect_within_deadline)
-    return engine
+    return pipeline_transactions(engine)
 
 
 def _connect_within_deadline(dialect, connection_record, cargs, cparams) -> None:
@@ -206,45 +197,11 @@ def _set_search_path(engine: Engine, schema: str) -> None:
 
 def _named_error(context: ExceptionContext) -> BaseException | None:
     """``handle_error``: return the named error; SQLAlchemy raises it (after invalidating
-    the pool if the connection was lost)."""
-    return translate(context.original_exception)
-
-
-def _begins_a_unit_of_work(cursor, context) -> bool:
-    return not (
-        context is None
-        or context.isddl
-        or not context.execution_options.get(UNIT_OF_WORK)
-        or cursor.connection.info.transaction_status != pq.TransactionStatus.IDLE
-    )
-
-
-def _begin_with_first_statement(cursor, statement, parameters, context) -> bool | None:
-    """``do_execute``: in a unit of work, send BEGIN in one pipeline with the first
-    statement: one round trip where psycopg would take two."""
-    if not _begins_a_unit_of_work(cursor, context):
-        return None  # SQLAlchemy executes the statement as usual
-    begin_with(cursor, statement, parameters)
-    return True
-
-
-def _begin_with_first_statements(cursor, statement, parameters, context) -> bool | None:
-    """``do_executemany`` (a statement with many rows of parameters): the same, so that
-    the rows too wait for the unit of work's commit."""
-    if not _begins_a_unit_of_work(cursor, context):
-        return None
-    with cursor.connection.pipeline():
-        cursor.execute(BEGIN)
-        cursor.executemany(statement, parameters)
-    return True
-
-
-def begin_with(cursor: psycopg.Cursor, statement: Any, parameters: Any) -> None:
-    """BEGIN and ``statement`` in one pipeline: one round trip. The cursor keeps the
-    statement's result."""
-    with cursor.connection.pipeline():
-        cursor.execute(BEGIN)
-        cursor.execute(statement, parameters)
+    the pool if the connection was lost). A lost connection during COMMIT leaves the
+    outcome unknown."""
+    execution = context.execution_context
+    during_commit = execution is not None and bool(execution.execution_options.get(COMMIT_OPTION))
+    return translate(context.original_exception, during_commit=during_commit)
 
 
 _engine: Engine | None = None

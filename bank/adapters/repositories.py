@@ -1,27 +1,24 @@
-"""Repositories: the accounts and the transfer ledger, inside one unit of work.
+"""Repositories: the accounts and the transfer ledger, inside one unit of work's ``Session``.
 
-Reads load domain objects through the unit of work's ORM ``Session``
-(``session.get(Account, 1)``), opened at first use on its connection. The hot writes
-are set-based statements on the mapped tables, because on Aurora DSQL each statement is
-a network round trip and the ORM's per-object machinery costs more client CPU than the
-database work:
+Reads load domain objects through the session (``session.get(Account, 1)``); new ledger
+entries are added to it (``session.add``) and written by its flush at commit. The one hot
+write is set-based, because on Aurora DSQL each statement is a network round trip and a
+read-then-write would cost one more and widen the window for a conflict: a transfer moves
+the money between both accounts in ONE ``UPDATE ... RETURNING`` on the mapped table, whose
+condition is the domain's own rule (``can_pay`` applied to the balance column).
 
-- a transfer moves the money between both accounts in ONE ``UPDATE ... RETURNING``,
-  whose condition is the domain's own rule (``can_pay`` applied to the balance column);
-- the ledger keeps its new entries until ``commit()``, which writes them in the same
-  round trip as COMMIT (``bank.adapters.unit_of_work``).
-
-Both are SQLAlchemy Core statements on the mapped tables, built once; the unit of work's
-``run`` compiles each once and hands it to the driver.
+Every statement goes through ``session.execute``: one execution path, SQLAlchemy's. The
+engine sends BEGIN with the move and the ledger entry with COMMIT
+(``bank.adapters.pipelining``): two round trips.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from functools import cache
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import (
     ARRAY,
@@ -43,21 +40,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import ClauseElement
 
 from bank.adapters import orm
 from bank.domain.model import AccountKind, Transfer, can_pay
-
-
-class Work(Protocol):
-    """What a repository uses of its unit of work (``bank.adapters.unit_of_work``)."""
-
-    @property
-    def session(self) -> Session:
-        """The ORM session (opened at first use)."""
-
-    def run(self, statement: ClauseElement, parameters: Mapping[str, Any]) -> Any:
-        """Run a hot statement on the driver; returns the driver's cursor, holding its rows."""
 
 TOTAL_CHUNK = 10_000  # ids per statement when summing balances: a bounded parameter size
 
@@ -88,9 +73,6 @@ def _move_statement(table: Table):
     )
 
 
-_INSERT_TRANSFER = insert(orm.transfers)
-
-
 @cache
 def _total_statement(table: Table):
     ids = bindparam("ids", type_=ARRAY(table.c.id.type))
@@ -99,30 +81,25 @@ def _total_statement(table: Table):
     )
 
 
-class _Repository:
-    def __init__(self, work: Work):
-        self._work = work
-
-    @property
-    def session(self) -> Session:
-        return self._work.session
-
-
-class SqlAlchemyAccounts(_Repository):
+class SqlAlchemyAccounts:
     """The accounts of one kind (``Account``: integer ids; ``UuidAccount``: UUIDs)."""
 
-    def __init__(self, work: Work, kind: AccountKind):
-        super().__init__(work)
-        self.kind, self.table = kind, table_of(kind)
+    def __init__(self, session: Session, kind: AccountKind):
+        self.session, self.kind, self.table = session, kind, table_of(kind)
 
     def get(self, account_id: Any):
         return self.session.get(self.kind, account_id)
 
+    def get_many(self, ids: Iterable[Any]) -> dict[Any, Any]:
+        """The accounts of these ids that exist, by id: one statement."""
+        found = self.session.scalars(select(self.kind).where(self.table.c.id.in_(list(ids))))
+        return {account.id: account for account in found}
+
     def move(self, payer_id: Any, payee_id: Any, amount: Decimal) -> Decimal | None:
         """The payer's balance after moving ``amount`` to the payee, or None if nothing moved
         (an account missing, or the payer cannot pay)."""
-        rows = self._work.run(_move_statement(self.table),
-                              {"payer": payer_id, "payee": payee_id, "amount": amount}).fetchall()
+        rows = self.session.execute(_move_statement(self.table),
+                                    {"payer": payer_id, "payee": payee_id, "amount": amount})
         for account_id, balance in rows:
             if account_id == payer_id:
                 return balance
@@ -163,27 +140,15 @@ class SqlAlchemyAccounts(_Repository):
         return found, total
 
 
-class SqlAlchemyLedger(_Repository):
+class SqlAlchemyLedger:
     """The transfer ledger: one row per applied transfer, keyed by its ``transfer_id``."""
 
-    def __init__(self, work: Work):
-        super().__init__(work)
-        self.pending: list[Transfer] = []
+    def __init__(self, session: Session):
+        self.session = session
 
     def add(self, transfer: Transfer) -> None:
-        """Record ``transfer``; written by the unit of work's ``commit()``, with COMMIT."""
-        self.pending.append(transfer)
-
-    def write_pending(self) -> None:
-        if self.pending:
-            rows = [
-                {"id": t.id, "payer_id": t.payer_id, "payee_id": t.payee_id, "amount": t.amount,
-                 "payer_balance": t.payer_balance, "created_at": t.created_at}
-                for t in self.pending
-            ]
-            for row in rows:
-                self._work.run(_INSERT_TRANSFER, row)
-            self.pending.clear()
+        """Record ``transfer``: the session's flush writes it at commit, with COMMIT."""
+        self.session.add(transfer)
 
     def get(self, transfer_id: uuid.UUID) -> Transfer | None:
         return self.session.get(Transfer, transfer_id)

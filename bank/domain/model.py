@@ -9,13 +9,17 @@ The rules of a transfer are stated once, here:
 
 - the request: a positive amount of at most 6 decimals, payer and payee different
   (``TransferRequest``);
-- the accounts: the payer exists, can afford the amount, and the payee exists, checked
-  in the original's order and with its words (``check_transfer``).
+- what it does to the two accounts (``balances_after``): the payer's balance goes down by
+  the amount and the payee's up, if the payer exists, can afford it, and the payee exists;
+  otherwise the first rule broken, in the original's order and with its words.
 
 ``can_pay`` is written with operators only, so the same function gives a ``bool`` for an
 account in memory and a SQL condition for a balance column: the repository's
 one-statement transfer (``WHERE ... AND can_pay(payer.balance, amount)``) applies this
-rule, not a copy of it.
+rule, not a copy of it. ``tests/test_properties.py`` checks that the SQL move and
+``balances_after`` agree on random balances, amounts and missing accounts; the fake unit
+of work of the service tests moves money with ``balances_after``, and the transfer
+service explains a refusal with it.
 """
 
 from __future__ import annotations
@@ -140,17 +144,22 @@ class Transfer:
         )
 
 
-def check_transfer(payer: _Account | None, payee: _Account | None, amount: Decimal) -> Decimal:
-    """The rules of a transfer between two accounts, in the original's order and words.
+def balances_after(payer: Decimal | None, payee: Decimal | None,
+                   amount: Decimal) -> tuple[Decimal, Decimal]:
+    """What a transfer of ``amount`` does to the balances of its payer and payee (None: that
+    account does not exist): their balances after it.
 
-    Returns the payer's balance after the transfer; raises the first rule broken.
+    Or the first rule it breaks, in the original's order and words: ``Payer account not
+    found``, ``Insufficient balance: <payer's balance after>``, ``Payee account not found``.
     """
     if payer is None:
         raise AccountNotFound("Payer account not found")
-    after = payer.balance - amount
-    if not payer.can_pay(amount):
-        raise InsufficientFunds(f"Insufficient balance: {after}")
+    if not can_pay(payer, amount):
+        raise InsufficientFunds(f"Insufficient balance: {payer - amount}")
     if payee is None:
         raise AccountNotFound("Payee account not found")
-    return after
+    return payer - amount, payee + amount
 
+
+def balance_of(account: _Account | None) -> Decimal | None:
+    return None if account is None else account.balance

@@ -6,16 +6,18 @@ A transfer is one unit of work:
    and the payer can pay (the domain's rule, applied by the database), and returns the
    payer's new balance;
 2. if nothing moved, the request may be a replay (its ``transfer_id`` is in the ledger);
-   if not, the domain's ``check_transfer`` says why, from the same snapshot, in the
-   original's order and words; if it finds nothing wrong, another transaction changed
-   the rows in between: a conflict;
+   if not, the domain's rule (``balances_after``) says why, from the same snapshot, in
+   the original's order and words; if it finds nothing wrong, another transaction
+   changed the rows in between: a conflict;
 3. the ledger entry (``Transfer``) is added and the unit of work commits: the balances
    and the entry together, or neither.
 
 Idempotency: the ledger's key is the request's ``transfer_id``. The same id sent again
 finds its entry (the INSERT fails on the key, rolling the whole transaction back) and
 gets the first outcome; a different request under a used id is refused
-(``TransferIdReused``). When COMMIT's reply is lost, the entry settles the outcome.
+(``TransferIdReused``). When COMMIT's reply is lost, the entry settles the outcome: an
+entry this request wrote (its ``created_at`` is one of this request's attempts') is its
+first application, any other entry makes it a replay.
 
 ch04 does not retry conflicts (``RetryPolicy(retry_conflicts=False)``): the tutorial's
 lesson is to see them. ch05/ch06 retry them (``bank.services.retry``).
@@ -26,6 +28,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import Decimal
 
 from bank.domain.errors import (
@@ -40,7 +43,14 @@ from bank.domain.errors import (
     TransferOutcomeUnknown,
     ValueOutOfRange,
 )
-from bank.domain.model import Account, AccountKind, Transfer, TransferRequest, check_transfer
+from bank.domain.model import (
+    Account,
+    AccountKind,
+    Transfer,
+    TransferRequest,
+    balance_of,
+    balances_after,
+)
 from bank.services.retry import RetryPolicy, run
 from bank.services.unit_of_work import UnitOfWorkFactory
 
@@ -73,6 +83,7 @@ def transfer(uow_factory: UnitOfWorkFactory, kind: AccountKind, request: Transfe
              policy: RetryPolicy, deadline: float | None = None) -> TransferResult:
     """Apply ``request`` once; retried as ``policy`` allows, never past ``deadline``."""
     start = time.perf_counter()
+    written: list[datetime] = []  # the created_at of each ledger entry an attempt wrote
 
     def apply() -> tuple[Decimal, bool]:
         with uow_factory(deadline=deadline) as uow:
@@ -80,13 +91,16 @@ def transfer(uow_factory: UnitOfWorkFactory, kind: AccountKind, request: Transfe
             balance = accounts.move(request.payer_id, request.payee_id, request.amount)
             if balance is None:
                 # Nothing moved. A replay is answered with its first outcome, whatever the
-                # balances say now; otherwise the rules say why, from the same snapshot.
+                # balances say now; otherwise the rule says why, from the same snapshot.
                 if uow.transfers.get(request.transfer_id) is not None:
                     raise TransferAlreadyRecorded("this transfer_id is already in the ledger")
-                payer, payee = accounts.get(request.payer_id), accounts.get(request.payee_id)
-                check_transfer(payer, payee, request.amount)  # raises the rule broken
+                found = accounts.get_many((request.payer_id, request.payee_id))
+                balances_after(balance_of(found.get(request.payer_id)),
+                               balance_of(found.get(request.payee_id)), request.amount)
                 raise TransactionConflict("the accounts changed while the transfer ran")
-            uow.transfers.add(Transfer.record(request, balance))
+            entry = Transfer.record(request, balance)
+            written.append(entry.created_at)
+            uow.transfers.add(entry)
             uow.commit()
         return balance, False
 
@@ -119,7 +133,9 @@ def transfer(uow_factory: UnitOfWorkFactory, kind: AccountKind, request: Transfe
                 f"COMMIT's reply was lost and the ledger cannot be read ({exc}); send the same "
                 f"request again with transfer_id {request.transfer_id}: it cannot apply twice"
             ) from exc
-        return None if first is None else (first.payer_balance, False)
+        if first is None:
+            return None
+        return first.payer_balance, first.created_at not in written
 
     try:
         (balance, replayed), attempts = run(attempt, policy, deadline=deadline, settle=settle)

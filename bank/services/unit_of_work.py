@@ -20,6 +20,9 @@ class Accounts(Protocol):
 
     def get(self, account_id: Any) -> Any: ...
 
+    def get_many(self, ids: Iterable[Any]) -> dict[Any, Any]:
+        """The accounts of these ids that exist, by id."""
+
     def move(self, payer_id: Any, payee_id: Any, amount: Decimal) -> Decimal | None:
         """Move ``amount`` if both accounts exist and the payer can pay; the payer's balance
         after, or None if nothing moved."""
