@@ -6,7 +6,9 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bank.domain.errors import BankError, InvalidRequest
+from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
+from bank.domain.errors import AccountNotFound, BankError, InsufficientFunds, InvalidRequest
+from bank.domain.model import Account, UuidAccount, balances_after
 from bank.domain.requests import parse_amount
 from bank.handlers import ch05, ch06
 from tests.conftest import balances
@@ -48,6 +50,42 @@ def test_any_sequence_conserves_money_and_never_overdraws(make_accounts, request
         assert now == model
         assert sum(now.values()) == Decimal(50 * ACCOUNTS)
         assert all(b >= 0 for b in now.values())
+
+
+money = st.decimals(min_value=0, max_value=Decimal("1e9"), places=6)
+
+
+@SETTINGS
+@given(kind=st.sampled_from([Account, UuidAccount]), payer=st.none() | money,
+       payee=st.none() | money,
+       amount=st.decimals(min_value=Decimal("0.000001"), max_value=Decimal("1e9"), places=6))
+def test_the_sql_move_applies_the_domains_rule(make_accounts, make_uuid_accounts, kind, payer,
+                                              payee, amount):
+    """The one-statement move and ``balances_after`` agree: the same balances after, or
+    nothing moved where the rule refuses (None: that account does not exist)."""
+    make = make_accounts if kind is Account else make_uuid_accounts
+    absent = 2_100_000_001 if kind is Account else str(uuid.uuid4())
+    payer_id = make(1, balance=payer)[0] if payer is not None else absent
+    payee_id = make(1, balance=payee)[0] if payee is not None else absent
+    if kind is UuidAccount:
+        payer_id, payee_id = uuid.UUID(str(payer_id)), uuid.UUID(str(payee_id))
+    if payer_id == payee_id:  # both missing: the same absent id
+        payee_id = 2_100_000_002 if kind is Account else uuid.uuid4()
+    with SqlAlchemyUnitOfWork() as uow:
+        moved = uow.accounts(kind).move(payer_id, payee_id, amount)
+        uow.commit()
+    table = "accounts" if kind is Account else "accounts2"
+    key = (lambda i: i) if kind is Account else str
+    after = balances(_engine(), [payer_id, payee_id], table)
+    try:
+        expected = balances_after(payer, payee, amount)
+    except (AccountNotFound, InsufficientFunds):
+        assert moved is None
+        assert after == {key(i): b for i, b in ((payer_id, payer), (payee_id, payee))
+                         if b is not None}
+    else:
+        assert moved == expected[0]
+        assert after == {key(payer_id): expected[0], key(payee_id): expected[1]}
 
 
 def _expected_outcome(model, payer, payee, raw_amount):
