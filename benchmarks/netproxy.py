@@ -6,7 +6,9 @@
   starts a new round trip (per connection, summed);
 - ``drop_after_commit``: once a client sends COMMIT, the proxy forwards it to the server
   and then closes the client's side without passing on the reply: the transaction
-  commits and the client cannot know (``tests/test_faults.py``).
+  commits and the client cannot know (``tests/test_faults.py``);
+- ``silent``: everything received is dropped, on every connection, new ones included (a
+  cancel request too): the server seems to hang with the connections open.
 
 One thread serves every connection with ``select()``, whose timeout has microsecond
 resolution (``epoll``'s and an event loop's timers round to the millisecond, where the
@@ -84,6 +86,7 @@ class Proxy:
         self.delay_s = delay_s
         self.stats = Stats()
         self.drop_after_commit = False  # arm for the next COMMIT seen, any connection
+        self.silent = False  # drop whatever arrives, both ways
         self._listener = socket.create_server(("127.0.0.1", listen_port))
         self._listener.setblocking(False)
         self.listen_port = self._listener.getsockname()[1]
@@ -160,6 +163,8 @@ class Proxy:
         except OSError:
             data = b""
         pair = side.pair
+        if data and self.silent:
+            return
         if data and side.from_client:
             if pair.last == "server":
                 with self.stats.lock:

@@ -210,6 +210,26 @@ def test_a_server_that_never_answers_never_outlasts_the_lambdas_time(through):
     assert type(info.value).__name__ in {"DatabaseUnavailable", "DatabaseTimeout"}
 
 
+def test_a_server_that_takes_the_cancel_and_stays_silent_never_outlasts_the_lambdas_time(
+        engine, make_accounts, proxy):
+    """The statement is in flight when the server goes silent: the deadline's cancel gets no
+    answer either, and the socket is cut. All of it within the Lambda's remaining time."""
+    from bank.handlers import ch05
+
+    payer, payee = make_accounts(2, balance=100)
+    ch05.handler({"payer_id": payer, "payee_id": payee, "amount": "1"})  # connected, warm
+    proxy.silent = True
+    remaining = 2.5
+    start = time.monotonic()
+    with pytest.raises(errors.BankError) as info:
+        ch05.handler({"payer_id": payer, "payee_id": payee, "amount": "1"}, Context(remaining))
+    elapsed = time.monotonic() - start
+    proxy.silent = False
+    assert elapsed < remaining, f"answered after {elapsed:.2f} s with {remaining} s left"
+    assert type(info.value).__name__ in {"DatabaseUnavailable", "DatabaseTimeout"}
+    assert balances(engine, [payer]) == {payer: Decimal(99)}  # the silent one never applied
+
+
 def test_a_transfer_takes_two_round_trips(make_accounts, proxy):
     """BEGIN travels with the move, the ledger entry with COMMIT (the original took four)."""
     from bank.handlers import ch03, ch05

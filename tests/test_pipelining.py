@@ -1,4 +1,4 @@
-"""``bank.adapters.pipelining`` at its boundary: ordinary SQLAlchemy transactions, fewer round trips.
+"""``bank.adapters.pipelining`` at its boundary: ordinary transactions, fewer round trips.
 
 Every test runs on an engine made as the application makes its own (strict mode and all),
 through a proxy that counts round trips (``benchmarks/netproxy.py``), against the test

@@ -5,9 +5,12 @@ by the caller's clock, and not at all if the server stops answering. ``guard(con
 registers a psycopg connection with a deadline (a ``time.monotonic()`` value); one
 daemon thread checks the guarded connections every ``TICK_S`` and, past a deadline,
 cancels the running statement (the caller gets SQLSTATE 57014, a ``DatabaseTimeout``)
-and, if the server does not answer the cancel either, shuts the socket down (the caller
-gets a connection error). A guard costs a dictionary insert and delete: nothing per
-statement, no thread per request.
+and, if the server does not answer the cancel within ``CANCEL_GRACE_S``, shuts the socket
+down (the caller gets a connection error). So no wait lasts longer than
+``LONGEST_OVERRUN_S`` past its deadline; a Lambda handler's deadline leaves more than that
+of its remaining time (``bank.handlers.common.DEADLINE_MARGIN_S``). A guard costs a
+dictionary insert and delete: nothing per statement, no thread per request (a cancel,
+which waits for the server, runs in a thread of its own).
 """
 
 from __future__ import annotations
@@ -18,11 +21,16 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import psycopg
+if TYPE_CHECKING:  # the handlers read LONGEST_OVERRUN_S at import, psycopg or not
+    import psycopg
 
 TICK_S = 0.05
-CANCEL_GRACE_S = 1.0  # after a cancel, how long the server has to answer before the socket goes
+CANCEL_GRACE_S = 0.4  # after a cancel, how long the server has to answer before the socket goes
+#: The most a guarded wait can last past its deadline: a tick to notice it, the grace, a
+#: tick to notice that.
+LONGEST_OVERRUN_S = CANCEL_GRACE_S + 2 * TICK_S
 
 
 class _Watchdog:
@@ -54,7 +62,8 @@ class _Watchdog:
             for token, deadline, conn, cancelled in due:
                 if not cancelled[0]:
                     cancelled[0] = True
-                    _cancel(conn)
+                    threading.Thread(target=_cancel, args=(conn,), name="bank-cancel",
+                                     daemon=True).start()
                 elif now >= deadline + CANCEL_GRACE_S:
                     _shut(conn)
                     self.remove(token)

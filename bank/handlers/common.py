@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from bank.adapters.deadline import LONGEST_OVERRUN_S
 from bank.adapters.settings import get_settings
 from bank.domain.errors import BankError, ConfigurationError
 from bank.services.retry import RetryPolicy
@@ -23,8 +24,10 @@ if TYPE_CHECKING:
     from bank.domain.model import AccountKind
     from bank.services.transfers import TransferResult
 
-# Leave this much of the Lambda's time for answering after the last attempt.
+# Leave this much of the Lambda's time for answering after the last attempt: more than a
+# wait on the database can outlast its deadline (a silent server's socket is cut by then).
 DEADLINE_MARGIN_S = 1.0
+assert DEADLINE_MARGIN_S > LONGEST_OVERRUN_S + 0.25, "no time left to answer"
 
 #: One line per request (``logged``). ``LOG_LEVEL`` sets the level of every ``bank`` logger.
 request_log = logging.getLogger("bank.requests")
