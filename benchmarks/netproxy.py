@@ -7,6 +7,9 @@
 - ``drop_after_commit``: once a client sends COMMIT, the proxy forwards it to the server
   and then closes the client's side without passing on the reply: the transaction
   commits and the client cannot know (``tests/test_faults.py``);
+- ``close_after_commit_reply``: once a client sends COMMIT, its connection is closed
+  right after the server's reply to it is passed on: the client reads how COMMIT went,
+  then finds the connection gone;
 - ``silent``: everything received is dropped, on every connection, new ones included (a
   cancel request too): the server seems to hang with the connections open.
 
@@ -65,6 +68,7 @@ class _Pair:
     server: socket.socket
     last: str = "server"  # who spoke last: a client burst after the server's is a round trip
     dropping: bool = False
+    closing_after_reply: bool = False
 
 
 @dataclass(eq=False)
@@ -86,6 +90,7 @@ class Proxy:
         self.delay_s = delay_s
         self.stats = Stats()
         self.drop_after_commit = False  # arm for the next COMMIT seen, any connection
+        self.close_after_commit_reply = False  # arm for the next COMMIT seen
         self.silent = False  # drop whatever arrives, both ways
         self._listener = socket.create_server(("127.0.0.1", listen_port))
         self._listener.setblocking(False)
@@ -175,10 +180,18 @@ class Proxy:
                 pair.dropping = True
                 with self.stats.lock:
                     self.stats.commits_dropped += 1
+            if self.close_after_commit_reply and b"COMMIT" in data:
+                self.close_after_commit_reply = False
+                pair.closing_after_reply = True
         elif data:
             pair.last = "server"
             if pair.dropping:
                 self._close_pair(pair)  # the client never hears how COMMIT went
+                return
+            if pair.closing_after_reply:  # the reply goes out, then the connection goes
+                self._sides[sock].closing = True
+                self._owe(side.peer, data)
+                self._owe(side.peer, None)
                 return
         if not data:
             data = None  # end of stream: the peer is closed once what it is owed is sent

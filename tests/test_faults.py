@@ -97,6 +97,23 @@ def test_a_lost_commit_reply_is_settled_and_the_money_moves_once(engine, make_ac
     assert balances(engine, [payer, payee]) == {payer: Decimal(92), payee: Decimal(108)}
 
 
+def test_a_replay_whose_commit_reply_is_lost_is_still_answered_as_a_replay(
+        engine, make_accounts, proxy):
+    """The same transfer_id sent again, and COMMIT's reply to that attempt lost: the ledger
+    holds the first request's entry, so the answer is the first outcome, as a replay."""
+    from bank.handlers import ch05
+
+    payer, payee = make_accounts(2, balance=100)
+    event = {"payer_id": payer, "payee_id": payee, "amount": "3", "transfer_id": str(uuid.uuid4())}
+    first = ch05.handler(event, Context(30))
+    proxy.drop_after_commit = True
+    again = ch05.handler(event, Context(30))
+    assert proxy.stats.commits_dropped == 1, "COMMIT's reply was not dropped: proved nothing"
+    assert (again["payer_balance"], again.get("replayed")) == (first["payer_balance"], True)
+    assert balances(engine, [payer, payee]) == {payer: Decimal(97), payee: Decimal(103)}
+    assert ledger(engine, event["transfer_id"]) == [Decimal(97)]
+
+
 def test_killed_backends_give_named_errors_and_lose_no_transfer(engine, make_accounts):
     """Backends killed every few milliseconds under 4 writers: callers see named errors
     only, money is conserved, and every acknowledged transfer is in the ledger once."""
@@ -334,3 +351,30 @@ def test_a_pool_of_dead_connections_costs_one_attempt_not_one_each(server_url, t
         assert result.payer_balance == Decimal(99)
     finally:
         app.dispose()
+
+
+def test_no_parameter_value_reaches_any_log_when_the_connection_dies_after_an_error(
+        engine, make_accounts, proxy, caplog):
+    """A replay's ledger INSERT fails in the commit pipeline (its key, the transfer_id, is in
+    the server's DETAIL), and the connection dies right after the reply: the replay is
+    answered, and no log record, traceback included, carries the transfer_id."""
+    import logging
+    import traceback
+
+    from bank.handlers import ch05
+
+    payer, payee = make_accounts(2, balance=100)
+    event = {"payer_id": payer, "payee_id": payee, "amount": "1", "transfer_id": str(uuid.uuid4())}
+    ch05.handler(event)
+    caplog.set_level(logging.DEBUG)
+    proxy.close_after_commit_reply = True
+    again = ch05.handler(event, Context(30))
+    assert again["replayed"] is True and again["payer_balance"] == "99.000000"
+    ch05.handler({"payer_id": payer, "payee_id": payee, "amount": "1"})  # the pool recovers
+    logged = []
+    for record in caplog.records:
+        logged.append(record.getMessage())
+        if record.exc_info:
+            logged.append("".join(traceback.format_exception(*record.exc_info)))
+    leaks = [text for text in logged if event["transfer_id"] in text]
+    assert not leaks, leaks[0]
