@@ -8,35 +8,50 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bank.adapters.settings import Target, get_settings, project_root
 from bank.cli.commands import dispatch
+from bank.domain.errors import BankError
+
+
+class TutorialStepFailed(BankError):
+    """A step of ``bank tutorial`` did not do what it shows: the tutorial stops there."""
 
 
 def _step(title: str) -> None:
     print(f"\n=== {title}")
 
 
-def _invoke_event(function: str, event: dict) -> None:
-    from bank.cli.invoke import invoke
-
-    ok, response = invoke(function, event)
-    print(f"$ bank invoke {function}  # event {json.dumps(event)}")
-    print(("" if ok else "(error) ") + json.dumps(response))
-
-
-def _invoke(function: str, event_file: str, brief: tuple[str, ...] = ()) -> None:
-    """Invoke like `bank invoke`; fields named in ``brief`` are shown by their first line."""
+def _invoke(function: str, event_file: str | None = None, *, event: dict | None = None,
+            expect: str = "ok", brief: tuple[str, ...] = (),
+            check: Callable[[dict], str | None] | None = None) -> dict:
+    """Invoke like `bank invoke` and show it; the answer must be ``expect`` (``ok``, or the
+    ``errorType`` the step demonstrates), and ``check`` (if given) must find nothing wrong
+    with it. Fields named in ``brief`` are shown by their first line."""
     from bank.cli.invoke import invoke, read_event
 
-    path = project_root() / "events" / event_file
-    ok, response = invoke(function, read_event(str(path)))
+    if event_file is not None:
+        event = read_event(str(project_root() / "events" / event_file))
+        shown = f"$ bank invoke {function} --event events/{event_file}"
+    else:
+        shown = f"$ bank invoke {function}  # event {json.dumps(event)}"
+    ok, response = invoke(function, event)
+    answer = dict(response)
     for name in brief:
-        if isinstance(response.get(name), str):
-            response[name] = response[name].splitlines()[0] + " ..."
-    print(f"$ bank invoke {function} --event events/{event_file}")
-    print(("" if ok else "(error) ") + json.dumps(response))
+        if isinstance(answer.get(name), str):
+            answer[name] = answer[name].splitlines()[0] + " ..."
+    print(shown)
+    print(("" if ok else "(error) ") + json.dumps(answer))
+    got = "ok" if ok else str(response.get("errorType"))
+    wrong = None if got == expect else f"answered {got}, where it shows {expect}"
+    if wrong is None and check is not None:
+        wrong = check(response)
+    if wrong:
+        raise TutorialStepFailed(f"step `{shown.removeprefix('$ ')}`: {wrong}")
+    return response
 
 
 def _bank(*args: str) -> None:
@@ -44,7 +59,25 @@ def _bank(*args: str) -> None:
     print(f"$ bank {' '.join(args)}", flush=True)
     code = dispatch(list(args))
     if code != 0:
-        raise SystemExit(code)
+        raise TutorialStepFailed(f"step `bank {' '.join(args)}` exited with status {code}")
+
+
+def _field(name: str, expected: Any) -> Callable[[dict], str | None]:
+    def check(response: dict) -> str | None:
+        if response.get(name) == expected:
+            return None
+        return f"its {name!r} is {response.get(name)!r}, where it shows {expected!r}"
+
+    return check
+
+
+def _optimized(answer: dict, expected: bool) -> str | None:
+    """Does the lab's query use one of the optimizing indexes, as the step shows?"""
+    used = str(answer.get("index_used") or "")
+    if used.startswith("idx_accounts7_metadata") == expected:
+        return None
+    return f"it used {used or 'no index'}, where it shows {'the' if expected else 'no'} " \
+           "optimizing index"
 
 
 def run(quick: bool = False, uuids: Path | None = None) -> int:
@@ -69,25 +102,26 @@ def run(quick: bool = False, uuids: Path | None = None) -> int:
     print(json.dumps(seed(SqlAlchemyUnitOfWork)))
 
     _step("ch01: hello Lambda")
-    _invoke("ch01", "ch01.json")
+    _invoke("ch01", "ch01.json", check=_field("greeting", "hello reinvent"))
     _step("ch03: read a balance")
-    _invoke("ch03", "ch03.json")
-    _invoke("ch03", "ch03-unknown-account.json")
+    _invoke("ch03", "ch03.json", check=_field("balance", "100.000000"))
+    _invoke("ch03", "ch03-unknown-account.json", expect="AccountNotFound")
     _step("ch04: a transfer in one transaction, recorded in the ledger")
-    _invoke("ch04", "ch04.json")
-    _invoke("ch04", "ch04-insufficient-balance.json")
-    _invoke("ch04", "ch04-same-account.json")
+    _invoke("ch04", "ch04.json", check=_field("payer_balance", "90.000000"))
+    _invoke("ch04", "ch04-insufficient-balance.json", expect="InsufficientFunds")
+    _invoke("ch04", "ch04-same-account.json", expect="InvalidRequest")
     _step("ch05: the same transfer, retried on conflicts")
-    _invoke("ch05", "ch05.json")
+    _invoke("ch05", "ch05.json", check=_field("attempts", 1))
     _step("a transfer sent twice is applied once: its transfer_id is the ledger's key")
     event = {"payer_id": 3, "payee_id": 4, "amount": "5", "transfer_id": str(uuid.uuid4())}
-    for _ in range(2):
-        _invoke_event("ch05", event)
+    first = _invoke("ch05", event=event, check=_field("replayed", None))
+    _invoke("ch05", event=event, check=lambda again: (
+        _field("replayed", True)(again) or _field("payer_balance", first["payer_balance"])(again)))
     print("The second call found its transfer_id in the ledger and returned the first "
           'outcome ("replayed": true) without moving the money again.')
     _step("ch06: UUID keys")
-    _invoke("ch06", "ch06.json")
-    _invoke("ch06", "ch06-malformed-uuid.json")
+    _invoke("ch06", "ch06.json", check=_field("payer_balance", "90.000000"))
+    _invoke("ch06", "ch06-malformed-uuid.json", expect="InvalidRequest")
     _step("ch06 at scale: bulk-load UUID accounts, then load-test the transfers")
     uuids = uuids or project_root() / "uuids.txt"
     _bank("load", "--accounts", "2000" if quick else "10000", "--threads", "2",
@@ -104,8 +138,13 @@ def run(quick: bool = False, uuids: Path | None = None) -> int:
           "--uuids", str(uuids), "--iters", iters, "--seed", "1")
 
     _step("ch07: query optimization (5,000 rows, one index, then the optimizing two)")
-    for event_file in ("ch07-setup.json", "ch07-query.json", "ch07-optimize.json",
-                       "ch07-query-optimized.json"):
-        _invoke("ch07", event_file, brief=("query_plan",))
-    print("\nDone. Every chapter ran; see README.md for what each step teaches.")
+    _invoke("ch07", "ch07-setup.json", brief=("query_plan",),
+            check=_field("operation", "setup"))
+    _invoke("ch07", "ch07-query.json", brief=("query_plan",),
+            check=lambda answer: _optimized(answer, False))
+    _invoke("ch07", "ch07-optimize.json", brief=("query_plan",),
+            check=_field("operation", "optimize"))
+    _invoke("ch07", "ch07-query-optimized.json", brief=("query_plan",),
+            check=lambda answer: _optimized(answer, True))
+    print("\nDone. Every step did what it shows; see README.md for what each one teaches.")
     return 0
