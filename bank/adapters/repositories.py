@@ -1,11 +1,16 @@
 """Repositories: the accounts and the transfer ledger, inside one unit of work's ``Session``.
 
-Reads load domain objects through the session (``session.get(Account, 1)``); new ledger
-entries are added to it (``session.add``) and written by its flush at commit. The one hot
-write is set-based, because on Aurora DSQL each statement is a network round trip and a
-read-then-write would cost one more and widen the window for a conflict: a transfer moves
-the money between both accounts in ONE ``UPDATE ... RETURNING`` on the mapped table, whose
-condition is the domain's own rule (``can_pay`` applied to the balance column).
+Reads load domain objects through the session (``session.get(Account, 1)``). The hot
+writes are set-based statements on the mapped tables, because on Aurora DSQL each
+statement is a network round trip and the ORM's per-object flush costs more client CPU
+than the database work (measured in ``benchmarks/README.md``):
+
+- a transfer moves the money between both accounts in ONE ``UPDATE ... RETURNING``, whose
+  condition is the domain's own rule (``can_pay`` applied to the balance column); a
+  read-then-write would cost one more round trip and widen the window for a conflict;
+- a ledger entry is one ``INSERT`` of the entry's mapped attributes, read through the
+  mapper (``column_attrs``), so a column added to the mapping is written without a change
+  here.
 
 Every statement goes through ``session.execute``: one execution path, SQLAlchemy's. The
 engine sends BEGIN with the move and the ledger entry with COMMIT
@@ -140,6 +145,12 @@ class SqlAlchemyAccounts:
         return found, total
 
 
+@cache
+def _entry_columns() -> tuple[tuple[str, str], ...]:
+    """(attribute, column key) of each column the ``Transfer`` mapping maps."""
+    return tuple((attr.key, attr.columns[0].key) for attr in inspect(Transfer).column_attrs)
+
+
 class SqlAlchemyLedger:
     """The transfer ledger: one row per applied transfer, keyed by its ``transfer_id``."""
 
@@ -147,8 +158,10 @@ class SqlAlchemyLedger:
         self.session = session
 
     def add(self, transfer: Transfer) -> None:
-        """Record ``transfer``: the session's flush writes it at commit, with COMMIT."""
-        self.session.add(transfer)
+        """Record ``transfer``: an INSERT that waits for the next statement or COMMIT
+        (``bank.adapters.pipelining``)."""
+        self.session.execute(insert(orm.transfers),
+                             {column: getattr(transfer, attr) for attr, column in _entry_columns()})
 
     def get(self, transfer_id: uuid.UUID) -> Transfer | None:
         return self.session.get(Transfer, transfer_id)
