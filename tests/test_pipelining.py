@@ -207,3 +207,29 @@ def test_a_connection_with_an_isolation_level_of_its_own_is_left_alone(app, prox
             conn.execute(insert(accounts), {"id": a, "balance": 1})  # raised at once
         assert conn.connection.driver_connection.info.transaction_status == 0  # IDLE
     assert rows(app, [a]) == {a: Decimal(1)}
+
+
+def test_ddl_in_a_transaction_keeps_the_dialects_own_rule(app):
+    """The DSQL dialect commits after each DDL statement (DSQL allows one per transaction):
+    with the piece too, two CREATE TABLE in one ``engine.begin()`` both land, and what
+    follows runs in a transaction of its own."""
+    from sqlalchemy import Column, Integer, MetaData, Table
+    from sqlalchemy.schema import CreateTable, DropTable
+
+    names = [f"pipelining_ddl_{secrets.token_hex(3)}_{i}" for i in range(2)]
+    tables = [Table(n, MetaData(), Column("id", Integer, primary_key=True)) for n in names]
+    (a,) = new_ids(1)
+    try:
+        with app.begin() as conn:
+            for table in tables:
+                conn.execute(CreateTable(table))
+            conn.execute(insert(accounts), {"id": a, "balance": 1})
+        with app.connect() as conn:
+            found = conn.execute(text("SELECT count(*) FROM pg_tables WHERE tablename = ANY(:n)"),
+                                 {"n": names}).scalar()
+        assert found == 2
+        assert rows(app, [a]) == {a: Decimal(1)}
+    finally:
+        with app.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for table in tables:
+                conn.execute(DropTable(table, if_exists=True))

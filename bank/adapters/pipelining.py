@@ -55,10 +55,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from sqlalchemy import Connection, Engine, event
 
 BEGIN = b"BEGIN"
 COMMIT = "COMMIT"
+IDLE = TransactionStatus.IDLE
 #: Execution option of the COMMIT statement this piece runs (see ``handle_error`` users:
 #: ``bank.adapters.database`` tells a failed COMMIT from a failed statement by it).
 COMMIT_OPTION = "bank_pipelined_commit"
@@ -147,10 +149,16 @@ def _run(cursor: psycopg.Cursor, context: Any, execute: Any) -> bool | None:
     transaction = _running.get(cursor.connection)
     if transaction is None:
         return None
+    if (transaction.pipeline is None and not transaction.begin_pending
+            and cursor.connection.info.transaction_status == IDLE):
+        # The transaction was ended underneath (the DSQL dialect commits after each DDL
+        # statement): the next statement begins another, as psycopg's own would.
+        transaction.begin_pending = True
     committing = bool(context.execution_options.get(COMMIT_OPTION))
     defer = not committing and _deferrable(context)
-    if not (committing or transaction.begin_pending or transaction.pipeline is not None
-            or defer):
+    if committing and transaction.pipeline is None:
+        return _commit(cursor, transaction)
+    if not (transaction.begin_pending or transaction.pipeline is not None or defer):
         return None  # in the middle of a transaction: an ordinary statement
     pipeline, transaction.pipeline = transaction.pipeline, None
     if pipeline is None:
@@ -174,11 +182,24 @@ def _run(cursor: psycopg.Cursor, context: Any, execute: Any) -> bool | None:
     return True
 
 
+def _commit(cursor: psycopg.Cursor, transaction: _Transaction) -> bool:
+    """COMMIT alone (nothing queued): no pipeline needed for one statement."""
+    try:
+        if not transaction.begin_pending:
+            cursor.execute(COMMIT, prepare=False)
+    except BaseException:
+        _end_failed_commit(cursor.connection)
+        raise
+    finally:
+        _running.pop(cursor.connection, None)
+    return True
+
+
 def _end_failed_commit(driver: psycopg.Connection) -> None:
     """A COMMIT that fails leaves no transaction behind. When a queued write failed, the
     server skipped the COMMIT after it and the transaction is still open (aborted):
     psycopg rolls it back, with its own bookkeeping."""
-    if driver.closed or driver.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+    if driver.closed or driver.info.transaction_status == IDLE:
         return
     try:
         driver.rollback()
@@ -186,17 +207,24 @@ def _end_failed_commit(driver: psycopg.Connection) -> None:
         pass  # a lost connection: the error in flight says so, SQLAlchemy drops it
 
 
+# The statements themselves are run by the dialect (``Dialect.do_execute`` and kin), as
+# SQLAlchemy would: the DSQL dialect, for one, commits after each DDL statement. COMMIT is
+# the piece's own, and never prepared.
+
 def _do_execute(cursor, statement, parameters, context) -> bool | None:
     if context.execution_options.get(COMMIT_OPTION):
         return _run(cursor, context, lambda c: c.execute(COMMIT, prepare=False))
-    return _run(cursor, context, lambda c: c.execute(statement, parameters))
+    return _run(cursor, context,
+                lambda c: context.dialect.do_execute(c, statement, parameters, context))
 
 
 def _do_execute_no_params(cursor, statement, context) -> bool | None:
     if context.execution_options.get(COMMIT_OPTION):
         return _run(cursor, context, lambda c: c.execute(COMMIT, prepare=False))
-    return _run(cursor, context, lambda c: c.execute(statement))
+    return _run(cursor, context,
+                lambda c: context.dialect.do_execute_no_params(c, statement, context))
 
 
 def _do_executemany(cursor, statement, parameters, context) -> bool | None:
-    return _run(cursor, context, lambda c: c.executemany(statement, parameters))
+    return _run(cursor, context,
+                lambda c: context.dialect.do_executemany(c, statement, parameters, context))
