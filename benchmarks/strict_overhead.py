@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bank.adapters.embedded import pg_bin
+from bank.kit.embedded import pg_bin
 from tests.strict.server import ThrowawayServer
 
 TRANSFER = """\\set a random(1, 10000)

@@ -42,8 +42,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bank.adapters.database import database_url, setup_engine
-from bank.adapters.settings import Settings
+from bank.kit.local import server_url, setup_engine
 from benchmarks.common import (
     COMMIT_MODES,
     FAST_COMMITS,
@@ -228,7 +227,7 @@ def main() -> None:
             parser.error(f"{python} not found: make the checkout's venv first")
         codes.append(Code("before", str(python)))
     kinds = [False, True] if args.both_kinds else [args.processes]
-    server = database_url(Settings.from_env())
+    server = server_url()
     with scratch_schema(server) as schema:
         seed(server, schema)
         with setup_engine(server).connect() as conn:

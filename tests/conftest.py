@@ -58,17 +58,14 @@ def pytest_collection_modifyitems(config, items):
 def engine_for(url: str, hooks: bool = True, **engine_kwargs) -> Engine:
     """An engine on ``url`` made as the application makes its own (strict mode and all;
     without ``hooks``, driver errors stay raw and pre-ping can replace a killed connection)."""
-    from bank.adapters.database import hooked, local_engine
     from bank.adapters.settings import Settings
+    from bank.kit import local
 
     settings = dataclasses.replace(Settings.from_env(), schema=None)
     isolation = engine_kwargs.pop("isolation_level", None) if hooks else None
-    engine = local_engine(url, settings, **engine_kwargs)
-    if not hooks:
-        return engine
+    engine = local.engine(url, settings=settings, hooks=hooks, **engine_kwargs)
     # The application's hooks pipeline transactions; a level of its own is given to every
     # connection as an execution option, which they leave alone (bank.adapters.pipelining).
-    engine = hooked(engine)
     return engine.execution_options(isolation_level=isolation) if isolation else engine
 
 
@@ -88,16 +85,14 @@ def in_schema(url: str, schema: str) -> str:
 
 
 def _server_url() -> str:
-    from bank.adapters.database import sqlalchemy_url
-    from bank.adapters.embedded import ensure_running
+    from bank.kit import local
 
-    url = os.environ.get("DATABASE_URL")
-    return sqlalchemy_url(url) if url else ensure_running()
+    return local.server_url()
 
 
 def drop_os_user(name: str | None) -> None:
     """Delete an OS user that a test made (as root), if it exists."""
-    from bank.adapters.embedded import delete_os_user
+    from bank.kit.embedded import delete_os_user
 
     if name is not None:
         delete_os_user(name)
@@ -123,7 +118,7 @@ def throwaway_server():
     Not under pytest's tmp_path: as root the server runs as another OS user, which must
     traverse the folders above its data, and every pytest session that starts on this
     machine resets /tmp/pytest-of-root to 0700 (so would another engineer's)."""
-    from bank.adapters.embedded import EmbeddedPostgres
+    from bank.kit.embedded import EmbeddedPostgres
 
     top = Path(tempfile.mkdtemp(prefix="bank-test-"))
     made: list[EmbeddedPostgres] = []
@@ -225,6 +220,7 @@ def database_url(test_schema: Schema) -> Iterator[str | None]:
     locally; None on a cluster, where the application finds it by BANK_SCHEMA."""
     schema = test_schema
     from bank.adapters import database, settings
+    from bank.kit import local
 
     saved = {k: os.environ.get(k) for k in ("DATABASE_URL", "BANK_SCHEMA", "BANK_POOL_SIZE",
                                             "BANK_OCC_MAX_ATTEMPTS")}
@@ -236,7 +232,7 @@ def database_url(test_schema: Schema) -> Iterator[str | None]:
     # attempts on a slow or busy machine.
     os.environ.setdefault("BANK_OCC_MAX_ATTEMPTS", "50")
     settings.get_settings.cache_clear()
-    database.install_engine(None)
+    local.use()  # the application's engine, as the kit makes it (strict mode and all)
     try:
         yield schema.url
     finally:

@@ -12,12 +12,8 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
-from bank.domain.errors import (
-    AccountNotFound,
-    DatabaseUnavailable,
-    InsufficientFunds,
-    TransferAlreadyRecorded,
-)
+from bank.adapters.errors import DatabaseUnavailable, TransferAlreadyRecorded
+from bank.domain.errors import AccountNotFound, InsufficientFunds
 from bank.domain.model import Account, Transfer, UuidAccount, balance_of, balances_after
 
 

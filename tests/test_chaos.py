@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bank.adapters.embedded import os_user_for
-from bank.cli import chaos
+from bank.kit.cli import chaos
+from bank.kit.embedded import os_user_for
 
 
 @pytest.mark.slow

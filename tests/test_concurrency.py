@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from bank.cli.invoke import LocalContext, resolve
 from bank.handlers import ch04, ch05, ch06
+from bank.kit.cli.invoke import LocalContext, resolve
 from tests.conftest import balances
 
 THREADS = 8

@@ -15,9 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bank.adapters.ddl import IndexBuildFailed, create_index, is_dsql
+from bank.adapters.errors import DatabaseError
 from bank.adapters.lab import LabDatabase
 from bank.adapters.orm import IDX_METADATA, IDX_TYPE
-from bank.domain.errors import DatabaseError
 from bank.services import querylab
 from bank.services.retry import RetryPolicy
 from tests.conftest import engine_for

@@ -12,9 +12,9 @@ import traceback
 import psycopg
 import pytest
 
-from bank.adapters import embedded
-from bank.adapters.embedded import EmbeddedPostgres
-from bank.domain.errors import EmbeddedDatabaseError, PortInUse
+from bank.kit import embedded
+from bank.kit.embedded import EmbeddedPostgres
+from bank.kit.errors import EmbeddedDatabaseError, PortInUse
 from tests.conftest import ROOT
 
 
@@ -30,7 +30,7 @@ def libpq(url: str) -> str:
 def cli(*args: str, data_dir, **env: str) -> subprocess.CompletedProcess:
     """``bank ARGS`` in a process of its own, on ``data_dir``."""
     return subprocess.run(
-        [sys.executable, "-m", "bank.cli", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "bank.kit.cli", *args], capture_output=True, text=True,
         env={"BANK_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin", **env},
     )
 
@@ -57,7 +57,7 @@ def test_start_status_url_stop(pg):
 
 def test_survives_the_process_that_started_it(pg):
     code = (
-        "from bank.adapters.embedded import EmbeddedPostgres; from pathlib import Path; "
+        "from bank.kit.embedded import EmbeddedPostgres; from pathlib import Path; "
         f"print(EmbeddedPostgres(Path({str(pg.data_dir)!r})).start().port)"
     )
     port = int(subprocess.check_output([sys.executable, "-c", code], text=True).strip())
@@ -91,7 +91,7 @@ def test_unstartable_server_is_a_clear_error(throwaway_server):
     with pytest.raises(EmbeddedDatabaseError, match="pg_ctl"):
         server.start()
     out = subprocess.run(
-        [sys.executable, "-m", "bank.cli", "db", "start"], capture_output=True, text=True,
+        [sys.executable, "-m", "bank.kit.cli", "db", "start"], capture_output=True, text=True,
         env={"BANK_DATA_DIR": str(data), "PATH": "/usr/bin:/bin"},
     )
     assert out.returncode == 1
@@ -145,7 +145,7 @@ CRASH = textwrap.dedent("""
     import ctypes, json, sys, time
     from pathlib import Path
     import psycopg
-    from bank.adapters.embedded import EmbeddedPostgres
+    from bank.kit.embedded import EmbeddedPostgres
     sys.path.insert(0, sys.argv[2])
     from tests.crash import crash
 
@@ -220,9 +220,11 @@ def as_user_in_process(user, *argv: str, data_dir) -> tuple[int, str]:
             os.setuid(user.pw_uid)
             os.environ["BANK_DATA_DIR"] = str(data_dir)
             from bank.adapters import settings
-            from bank.cli.main import main
+            from bank.kit import settings as kit_settings
+            from bank.kit.cli.main import main
 
             settings.get_settings.cache_clear()
+            kit_settings.get_kit_settings.cache_clear()
             code = main(list(argv))
         except BaseException:
             traceback.print_exc()

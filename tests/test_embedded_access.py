@@ -15,7 +15,7 @@ import time
 import psycopg
 import pytest
 
-from bank.adapters.embedded import pg_bin
+from bank.kit.embedded import pg_bin
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="needs root: creates OS users with useradd (CI runs as root)"

@@ -2,7 +2,7 @@
 
 from sqlalchemy import text
 
-from bank.adapters.database import setup_engine
+from bank.kit.local import setup_engine
 from tests.conftest import engine_for, in_schema
 
 

@@ -25,8 +25,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bank.adapters import database, settings
-from bank.domain import errors
+from bank.adapters import database, errors, settings
+from bank.kit import local
 from benchmarks.netproxy import Proxy
 from tests.conftest import balances
 
@@ -308,7 +308,7 @@ def test_after_a_lost_connection_the_unit_of_work_never_reconnects_midway(
         accounts = uow.accounts(Account)
         assert accounts.get(payer).balance == Decimal(100)  # the session, in the transaction
         pid = uow.session.execute(text("SELECT pg_backend_pid()")).scalar()
-        with database.setup_engine(server_url).connect() as admin:
+        with local.setup_engine(server_url).connect() as admin:
             admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
         time.sleep(0.2)
         with pytest.raises(errors.DatabaseUnavailable):
@@ -325,7 +325,7 @@ def test_a_pool_of_dead_connections_costs_one_attempt_not_one_each(server_url, t
                                                                      make_accounts):
     """A restarted server leaves every pooled connection dead. The first transfer to find
     one retries once; the others are replaced at checkout, not found dead one by one."""
-    from bank.adapters.database import make_engine
+    from bank.kit.local import application_engine
     from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
     from bank.domain.model import Account
     from bank.domain.requests import parse_transfer
@@ -334,13 +334,13 @@ def test_a_pool_of_dead_connections_costs_one_attempt_not_one_each(server_url, t
     from tests.conftest import settings_for
 
     payer, payee = make_accounts(2, balance=100)
-    app = make_engine(settings_for(server_url, test_schema.name), pool_size=4, max_overflow=0)
+    app = application_engine(settings_for(server_url, test_schema.name), pool_size=4, max_overflow=0)
     try:
         held = [app.connect() for _ in range(4)]
         pids = [c.exec_driver_sql("SELECT pg_backend_pid()").scalar() for c in held]
         for c in held:
             c.close()  # back in the pool, alive as far as the pool knows
-        with database.setup_engine(server_url).connect() as admin:
+        with local.setup_engine(server_url).connect() as admin:
             admin.execute(text("SELECT pg_terminate_backend(pid) FROM unnest(:pids) AS pid"),
                           {"pids": pids})
         time.sleep(0.2)  # the backends are gone

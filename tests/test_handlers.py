@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from bank.cli.invoke import LocalContext, resolve
 from bank.handlers import ch01, ch03, ch04, ch05, ch06
+from bank.kit.cli.invoke import LocalContext, resolve
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 HANDLERS = {"ch01": ch01, "ch03": ch03, "ch04": ch04, "ch05": ch05, "ch06": ch06}

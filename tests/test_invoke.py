@@ -6,8 +6,14 @@ import sys
 
 import pytest
 
-from bank.cli.invoke import UnknownFunction, apply_environment, is_intrinsic, load_template, resolve
-from bank.cli.main import main
+from bank.kit.cli.invoke import (
+    UnknownFunction,
+    apply_environment,
+    is_intrinsic,
+    load_template,
+    resolve,
+)
+from bank.kit.cli.main import main
 from tests.test_handlers import EVENTS, EXPECTED
 
 
@@ -62,7 +68,7 @@ def test_cli_end_to_end_in_a_subprocess(seeded, app_env):
         [
             sys.executable,
             "-m",
-            "bank.cli",
+            "bank.kit.cli",
             "invoke",
             "Ch03Function",
             "--event",
@@ -78,7 +84,7 @@ def test_cli_end_to_end_in_a_subprocess(seeded, app_env):
         [
             sys.executable,
             "-m",
-            "bank.cli",
+            "bank.kit.cli",
             "invoke",
             "ch04",
             "--event",
@@ -94,7 +100,7 @@ def test_cli_end_to_end_in_a_subprocess(seeded, app_env):
         "errorMessage": "Payer and payee must be different accounts",
     }
     missing = subprocess.run(
-        [sys.executable, "-m", "bank.cli", "invoke", "ch04", "--event", "/nonexistent.json"],
+        [sys.executable, "-m", "bank.kit.cli", "invoke", "ch04", "--event", "/nonexistent.json"],
         capture_output=True,
         text=True,
         env=env,

@@ -17,18 +17,14 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from bank.adapters.database import make_engine
+from bank.adapters.errors import CommitOutcomeUnknown, TransactionConflict
 from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
-from bank.cli.console import IdsFile, LoadProgress
-from bank.cli.main import main
-from bank.domain.errors import (
-    BatchTooLarge,
-    CommitOutcomeUnknown,
-    ConflictRetriesExhausted,
-    LoadFailed,
-    TransactionConflict,
-)
-from bank.services.loader import Progress, load_accounts
+from bank.kit import local
+from bank.kit.cli.console import IdsFile, LoadProgress
+from bank.kit.cli.main import main
+from bank.kit.errors import BatchTooLarge, LoadFailed
+from bank.kit.loader import Progress, load_accounts
+from bank.services.errors import ConflictRetriesExhausted
 from bank.services.retry import RetryPolicy
 from tests.conftest import settings_for
 from tests.fakes import FakeStore
@@ -142,7 +138,7 @@ def test_dropped_connections_are_replaced(engine, server_url, test_schema):
     name = "bank_load_dropped"
     url = make_url(server_url).update_query_dict({"application_name": name})
     settings = settings_for(url.render_as_string(hide_password=False), test_schema.name)
-    loader_engine = make_engine(settings, pool_size=2, max_overflow=0)
+    loader_engine = local.application_engine(settings, pool_size=2, max_overflow=0)
     uow = functools.partial(SqlAlchemyUnitOfWork, engine=loader_engine)
     before = ids_in_table(engine)
     ids, on_batch = collect()
@@ -175,7 +171,7 @@ def test_dropped_connections_are_replaced(engine, server_url, test_schema):
 def test_signal_stops_cleanly(engine, app_env, tmp_path, signum):
     before = ids_in_table(engine)
     out = tmp_path / "uuids.txt"
-    cmd = [sys.executable, "-m", "bank.cli", "load", "--accounts", "50000000"]
+    cmd = [sys.executable, "-m", "bank.kit.cli", "load", "--accounts", "50000000"]
     cmd += ["--batch", "1000", "--threads", "2", "--out", str(out)]
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=app_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from bank.cli.commands import run_loadtest
-from bank.cli.main import main
-from bank.domain.errors import TransactionConflict
-from bank.services import loadtest
-from bank.services.loadtest import LoadTestError, read_uuids
+from bank.adapters.errors import TransactionConflict
+from bank.kit import loadtest
+from bank.kit.cli.commands import run_loadtest
+from bank.kit.cli.main import main
+from bank.kit.loadtest import LoadTestError, read_uuids
 from tests.conftest import ROOT, balances
 
 
@@ -185,7 +185,7 @@ def uuids_file(make_uuid_accounts, tmp_path: Path, count: int = 10) -> Path:
 
 def start_cli(env: dict, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "bank.cli", "loadtest", *args],
+        [sys.executable, "-m", "bank.kit.cli", "loadtest", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
     )
 
@@ -202,8 +202,9 @@ def wait_for_progress(proc: subprocess.Popen) -> str:
 def test_cli_json_is_one_object(app_env, make_uuid_accounts, tmp_path):
     path = uuids_file(make_uuid_accounts, tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "bank.cli", "loadtest", "--function", "ch06", "--uuids", str(path),
-         "--accounts", "10", "--iters", "100", "--threads", "3", "--seed", "5", "--json"],
+        [sys.executable, "-m", "bank.kit.cli", "loadtest", "--function", "ch06", "--uuids",
+         str(path), "--accounts", "10", "--iters", "100", "--threads", "3", "--seed", "5",
+         "--json"],
         capture_output=True, text=True, cwd=ROOT, env=app_env, timeout=120,
     )
     assert done.returncode == 0, done.stderr

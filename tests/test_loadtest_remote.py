@@ -21,10 +21,10 @@ from botocore.response import StreamingBody
 from botocore.stub import ANY, Stubber
 
 from bank.adapters import database, settings
-from bank.cli import commands, remote
-from bank.cli.main import main
 from bank.domain.model import Account
-from bank.services import loadtest
+from bank.kit import loadtest
+from bank.kit.cli import commands, remote
+from bank.kit.cli.main import main
 
 NAME = "bank-Ch05Function-AbCdEf123456"
 

@@ -11,9 +11,9 @@ from sqlalchemy.schema import CreateTable
 
 from bank.adapters.lab import LabDatabase
 from bank.adapters.orm import OPTIMIZING_INDEXES, accounts7
-from bank.cli.main import main
 from bank.domain.errors import InvalidRequest, UnknownOperation
 from bank.handlers.ch07 import handler
+from bank.kit.cli.main import main
 from bank.services import querylab
 from bank.services.plans import PlanSummary, parse_plan
 from bank.services.retry import RetryPolicy

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from bank.domain.errors import ConfigurationError, InsufficientFunds
+from bank.adapters.errors import ConfigurationError
+from bank.domain.errors import InsufficientFunds
 from bank.handlers import ch01, ch05
 from bank.handlers.common import log_level, logged
 
@@ -64,7 +65,7 @@ def test_attempts_and_nothing_of_the_event(log, seeded):
 
 
 def test_attempts_of_an_error_that_carries_them(log):
-    from bank.domain.errors import ConflictRetriesExhausted
+    from bank.services.errors import ConflictRetriesExhausted
 
     @logged
     def exhausted(event, context=None):

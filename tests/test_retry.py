@@ -10,15 +10,15 @@ import threading
 
 import pytest
 
-from bank.domain.errors import (
+from bank.adapters.errors import (
     CommitOutcomeUnknown,
-    ConflictRetriesExhausted,
     DatabaseError,
     DatabaseTimeout,
     DatabaseUnavailable,
-    InsufficientFunds,
     TransactionConflict,
 )
+from bank.domain.errors import InsufficientFunds
+from bank.services.errors import ConflictRetriesExhausted
 from bank.services.retry import Interrupted, RetryPolicy, run
 
 

@@ -9,16 +9,10 @@ from decimal import Decimal
 
 import pytest
 
-from bank.domain.errors import (
-    AccountNotFound,
-    CommitOutcomeUnknown,
-    DatabaseUnavailable,
-    InsufficientFunds,
-    TransactionConflict,
-    TransferIdReused,
-    TransferOutcomeUnknown,
-)
+from bank.adapters.errors import CommitOutcomeUnknown, DatabaseUnavailable, TransactionConflict
+from bank.domain.errors import AccountNotFound, InsufficientFunds, TransferIdReused
 from bank.domain.model import Account, TransferRequest, UuidAccount
+from bank.services.errors import TransferOutcomeUnknown
 from bank.services.retry import RetryPolicy
 from bank.services.seed import EXAMPLE_UUIDS, seed
 from bank.services.transfers import get_balance, transfer

@@ -2,16 +2,25 @@ from pathlib import Path
 
 import pytest
 
+from bank.adapters.errors import ConfigurationError
 from bank.adapters.settings import Settings, Target, region_from_endpoint
-from bank.domain.errors import ConfigurationError
+from bank.kit.settings import KitSettings
 
 ENDPOINT = "abcdefghijklmnopqrstuvwxyz.dsql.eu-west-1.on.aws"
 
 
-def test_embedded_is_the_default():
-    s = Settings.from_env({})
-    assert s.target is Target.EMBEDDED
-    assert s.data_dir == Path(__file__).resolve().parent.parent / ".bank"
+def test_no_target_is_none_for_the_application_and_the_embedded_server_for_the_kit():
+    assert Settings.from_env({}).target is Target.NONE
+    kit = KitSettings.from_env({})
+    assert kit.data_dir == Path(__file__).resolve().parent.parent / ".bank"
+    assert kit.strict is None  # the default: on for the embedded server only
+
+
+def test_the_application_without_a_database_says_so():
+    from bank.adapters.database import make_engine
+
+    with pytest.raises(ConfigurationError, match="CLUSTER_ENDPOINT .* or DATABASE_URL"):
+        make_engine(Settings.from_env({}))
 
 
 def test_database_url_wins_over_cluster_endpoint():
@@ -61,7 +70,7 @@ def test_region_from_endpoint():
 )
 def test_bad_numbers_are_configuration_errors(name, value):
     with pytest.raises(ConfigurationError, match=name):
-        Settings.from_env({name: value})
+        (KitSettings if name == "BANK_DB_PORT" else Settings).from_env({name: value})
 
 
 def test_retry_settings_are_read():
@@ -71,5 +80,5 @@ def test_retry_settings_are_read():
 
 
 def test_db_port():
-    assert Settings.from_env({}).db_port is None  # the port recorded in .bank/port
-    assert Settings.from_env({"BANK_DB_PORT": "55432"}).db_port == 55432
+    assert KitSettings.from_env({}).db_port is None  # the port recorded in .bank/port
+    assert KitSettings.from_env({"BANK_DB_PORT": "55432"}).db_port == 55432

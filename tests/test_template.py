@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from bank.cli.invoke import load_template as _load_template
+from bank.kit.cli.invoke import load_template as _load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"

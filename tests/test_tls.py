@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bank.adapters.database import DSQL_ROOT_CERTS
-from bank.adapters.embedded import EmbeddedPostgres, delete_os_user
+from bank.kit.embedded import EmbeddedPostgres, delete_os_user
 
 HOST = "db.bank.test"
 

@@ -22,7 +22,7 @@ def test_bank_tutorial_runs_every_chapter(app_env, tmp_path):
     env = app_env
     uuids = tmp_path / "uuids.txt"  # never the user's uuids.txt: this database is dropped
     out = subprocess.run(
-        [sys.executable, "-m", "bank.cli", "tutorial", "--quick", "--uuids", str(uuids)],
+        [sys.executable, "-m", "bank.kit.cli", "tutorial", "--quick", "--uuids", str(uuids)],
         cwd=ROOT, env=env,
         capture_output=True, text=True, timeout=300,
     )
@@ -57,8 +57,8 @@ def test_bank_tutorial_runs_every_chapter(app_env, tmp_path):
 
 def test_a_step_that_does_not_do_what_it_shows_stops_the_tutorial(database_url, capsys):
     """An error scenario that answers another errorType, or a success that fails: the
-    tutorial raises, naming the step, and `bank tutorial` exits 1 (bank.cli.main)."""
-    from bank.cli.tutorial import TutorialStepFailed, _field, _invoke
+    tutorial raises, naming the step, and `bank tutorial` exits 1 (bank.kit.cli.main)."""
+    from bank.kit.cli.tutorial import TutorialStepFailed, _field, _invoke
 
     with pytest.raises(TutorialStepFailed, match=r"ch03-unknown-account\.json`: answered "
                                                  r"AccountNotFound, where it shows ok"):

@@ -1,17 +1,20 @@
-"""Engines: one factory for the three targets, built once per process.
+"""Engines: one factory for the application's targets, built once per process.
 
-- ``DATABASE_URL`` / embedded PostgreSQL: psycopg 3 (``postgresql+psycopg``), with a
-  lock and a statement timeout set at connect (no round trip per transaction);
-- Aurora DSQL: ``aurora-dsql-sqlalchemy``'s ``create_dsql_engine``. Its connector mints
-  a fresh IAM token for every new connection (``DbConnectAdmin`` for ``admin``,
-  ``DbConnect`` for any other role) and connects with ``sslmode=verify-full``. Pooled
-  connections are recycled well before DSQL's 60-minute limit.
+- ``DATABASE_URL``: psycopg 3 (``postgresql+psycopg``), with DSQL's isolation, a lock and
+  a statement timeout set at connect (no round trip per transaction);
+- ``CLUSTER_ENDPOINT``: Aurora DSQL, through ``aurora-dsql-sqlalchemy``'s
+  ``create_dsql_engine``. Its connector mints a fresh IAM token for every new connection
+  (``DbConnectAdmin`` for ``admin``, ``DbConnect`` for any other role) and connects with
+  ``sslmode=verify-full``. Pooled connections are recycled well before DSQL's 60-minute
+  limit.
 
   The server certificate is checked against ``DSQL_ROOT_CERTS``, the Amazon Trust
   Services roots shipped in this package, not ``sslrootcert=system``: the OpenSSL bundled
   in psycopg-binary looks for a CA store where Lambda's image has none (nor many laptops
   without ``SSL_CERT_FILE``), so every connection would fail with "certificate verify
   failed".
+- neither: a ``ConfigurationError``. On a laptop the developer kit gives the application
+  its engine (``install_engine``; ``bank.kit.local``: the embedded server, strict mode).
 
 No pre-ping: it would cost a round trip on every checkout. A dead pooled connection
 (a server restart, a frozen Lambda container) fails its first statement before
@@ -19,11 +22,11 @@ anything was applied; SQLAlchemy then replaces the pool's connections and the un
 work runs again (``bank.services.retry``), so no request fails for it.
 
 Transactions are SQLAlchemy's, on every engine: ``engine.begin()``, ``Session.begin()``
-and the unit of work are atomic. Every engine gets:
+and the unit of work are atomic. Every engine gets (``hooked``):
 
 - ``bank.adapters.pipelining.pipeline_transactions``: BEGIN travels with a transaction's
   first statement and COMMIT with its pending writes (two round trips for a transfer);
-- ``handle_error``: driver errors become the named errors of ``bank.domain.errors``
+- ``handle_error``: driver errors become the named errors of ``bank.adapters.errors``
   (``bank.adapters.dberrors.translate``), on every path, ORM or Core, COMMIT included;
 - ``do_connect``: a new connection's timeout never outlasts the caller's deadline.
 
@@ -36,17 +39,18 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import URL, ExceptionContext, make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 
 from bank.adapters.dberrors import translate
+from bank.adapters.errors import ConfigurationError, DatabaseTimeout
 from bank.adapters.pipelining import COMMIT_OPTION, pipeline_transactions
 from bank.adapters.settings import Settings, Target, get_settings
-from bank.domain.errors import ConfigurationError, DatabaseTimeout
 
 #: The CA certificates that DSQL's server certificate must chain to (libpq ``sslrootcert``).
 DSQL_ROOT_CERTS = Path(__file__).with_name("amazon_trust_services.pem")
@@ -62,22 +66,6 @@ def sqlalchemy_url(url: str) -> str:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
-
-
-def database_url(settings: Settings) -> str:
-    """SQLAlchemy URL of a PostgreSQL target (starts the embedded server if needed)."""
-    if settings.target is Target.URL:
-        assert settings.database_url
-        return sqlalchemy_url(settings.database_url)
-    if settings.target is Target.EMBEDDED:
-        try:
-            from bank.adapters.embedded import ensure_running
-        except ImportError:  # a Lambda artifact ships no embedded server
-            raise ConfigurationError(
-                "no database configured: set CLUSTER_ENDPOINT (Aurora DSQL) or DATABASE_URL"
-            ) from None
-        return ensure_running(settings)
-    raise ValueError("Aurora DSQL has no static URL: its password is minted per connection")
 
 
 def _ms(seconds: float) -> int:
@@ -97,14 +85,15 @@ def local_options(settings: Settings) -> str:
     return " ".join(options)
 
 
+def pool_arguments(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """The pool's arguments for ``create_engine`` (sized for Lambda: one request at a time)."""
+    return {"pool_size": settings.pool_size, "max_overflow": settings.max_overflow,
+            "pool_recycle": settings.pool_recycle_s, **overrides}
+
+
 def make_engine(settings: Settings, **overrides: Any) -> Engine:
-    pool: dict[str, Any] = {
-        "pool_size": settings.pool_size,
-        "max_overflow": settings.max_overflow,
-        "pool_recycle": settings.pool_recycle_s,
-    }
-    pool.update(overrides)
-    connect_timeout = max(1, round(settings.connect_timeout_s))
+    """The application's engine for ``settings`` (``overrides``: pool arguments)."""
+    pool = pool_arguments(settings, **overrides)
     if settings.target is Target.DSQL:
         from aurora_dsql_sqlalchemy import create_dsql_engine
 
@@ -114,56 +103,45 @@ def make_engine(settings: Settings, **overrides: Any) -> Engine:
             user=settings.db_user,
             sslrootcert=str(DSQL_ROOT_CERTS),
             application_name="bank",
-            connect_args={"region": settings.region, "connect_timeout": connect_timeout},
+            connect_args={"region": settings.region,
+                          "connect_timeout": max(1, round(settings.connect_timeout_s))},
             **pool,
         )
         if settings.schema:
             _set_search_path(engine, settings.schema)
         return hooked(engine)
-    return hooked(local_engine(database_url(settings), settings, **pool))
+    if settings.target is Target.URL:
+        assert settings.database_url
+        return hooked(url_engine(settings.database_url, settings, **pool))
+    raise ConfigurationError(
+        "no database configured: set CLUSTER_ENDPOINT (Aurora DSQL) or DATABASE_URL; on a "
+        "laptop the developer kit provides one (the `bank` command, the tests)"
+    )
 
 
-def local_engine(url: str, settings: Settings, **engine_kwargs: Any) -> Engine:
-    """An engine on a local PostgreSQL (``DATABASE_URL``, the embedded server), in strict
-    mode or not (``settings.strict``); Alembic's ``env.py`` makes its engine here too."""
+def url_engine(url: str, settings: Settings, *, drivername: str | None = None,
+               options: tuple[str, ...] = (), connect_args: dict[str, Any] | None = None,
+               **engine_kwargs: Any) -> Engine:
+    """An engine (without ``hooked``'s hooks) on the PostgreSQL at ``url``, connecting as the
+    application does: DSQL's isolation, the time limits, ``settings.schema``, named
+    ``bank`` in ``pg_stat_activity``. ``drivername``: another dialect for the same server
+    (the developer kit's strict mode speaks ``auroradsql+psycopg`` to it); ``options``:
+    more server settings; ``connect_args``: more driver arguments."""
     parsed = make_url(sqlalchemy_url(url))
-    options: list[str | None] = [*_own_options(parsed), local_options(settings)]
+    own = parsed.query.get("options")  # the URL's own ``?options=-c...``: kept, first
+    server_options = [own if isinstance(own, str) else "", local_options(settings), *options]
     parsed = parsed.difference_update_query(["options"])
-    connect_timeout = max(1, round(settings.connect_timeout_s))
-    connect_args: dict[str, Any] = {"connect_timeout": connect_timeout}
+    if drivername:
+        parsed = parsed.set(drivername=drivername)
+    arguments: dict[str, Any] = {"connect_timeout": max(1, round(settings.connect_timeout_s))}
     if "application_name" not in parsed.query:
-        connect_args["application_name"] = "bank"  # in pg_stat_activity, as on DSQL
-    if settings.strict:
-        from bank.adapters.strict import engine as strict
-
-        deadline = current_deadline.get()
-        if deadline is not None:  # set up within the caller's time, as a connect would be
-            connect_timeout = max(1, min(connect_timeout,
-                                         math.ceil(deadline - time.monotonic())))
-        parsed, extra, strict_options = strict.engine_arguments(
-            parsed, preloaded=settings.target is Target.EMBEDDED, data_dir=settings.data_dir,
-            pg_config=settings.pg_config, connect_timeout=connect_timeout)
-        connect_args.update(extra)
-        options.append(strict_options)
-    else:
-        options.append("-c dsql_strict.enabled=off")  # a server without the module ignores it
-    connect_args["options"] = " ".join(filter(None, options))
-    return create_engine(parsed, connect_args=connect_args, **engine_kwargs)
-
-
-def setup_engine(url: str, **engine_kwargs: Any) -> Engine:
-    """A local superuser's engine for set-up and inspection (benchmarks, ``bank chaos``),
-    not the application's: plain PostgreSQL, strict mode off for its sessions."""
-    parsed = make_url(sqlalchemy_url(url))
-    options = _own_options(parsed) + ["-c dsql_strict.enabled=off"]
-    return create_engine(parsed.difference_update_query(["options"]),
-                         connect_args={"options": " ".join(options)}, **engine_kwargs)
-
-
-def _own_options(url: URL) -> list[str]:
-    """The libpq ``options`` a URL carries itself (``?options=-c...``): kept, first."""
-    own = url.query.get("options")
-    return [own] if isinstance(own, str) and own else []
+        arguments["application_name"] = "bank"  # in pg_stat_activity, as on DSQL
+    arguments.update(connect_args or {})
+    arguments["options"] = " ".join(filter(None, server_options))
+    # The hstore probe of SQLAlchemy's PostgreSQL dialect opens a SAVEPOINT, which DSQL
+    # (and strict mode) refuse; nothing here uses hstore.
+    engine_kwargs.setdefault("use_native_hstore", False)
+    return create_engine(parsed, connect_args=arguments, **engine_kwargs)
 
 
 def hooked(engine: Engine) -> Engine:
@@ -206,6 +184,7 @@ def _named_error(context: ExceptionContext) -> BaseException | None:
 
 _engine: Engine | None = None
 _lock = threading.Lock()
+_factory: Callable[[], Engine] | None = None
 
 
 def get_engine() -> Engine:
@@ -214,8 +193,17 @@ def get_engine() -> Engine:
     if _engine is None:
         with _lock:
             if _engine is None:
-                _engine = make_engine(get_settings())
+                _engine = _factory() if _factory is not None else make_engine(get_settings())
     return _engine
+
+
+def set_engine_factory(factory: Callable[[], Engine] | None) -> None:
+    """Who builds the process-wide engine from now on: ``factory`` (the developer kit's,
+    for the embedded server and strict mode: ``bank.kit.local``), or with None the
+    settings' (``make_engine``). The engine already built, if any, is forgotten."""
+    global _factory
+    _factory = factory
+    install_engine(None)
 
 
 def install_engine(engine: Engine | None) -> None:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import psycopg
 from sqlalchemy.exc import DBAPIError
 
-from bank.domain.errors import (
-    BankError,
+from bank.adapters.errors import (
     CommitOutcomeUnknown,
     DatabaseError,
     DatabaseTimeout,
@@ -22,6 +21,7 @@ from bank.domain.errors import (
     TransferAlreadyRecorded,
     ValueOutOfRange,
 )
+from bank.domain.errors import BankError
 
 #: Conflicts: DSQL's OC000/OC001 (40001); locally also a deadlock and a lock wait given up.
 CONFLICT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})

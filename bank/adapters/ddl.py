@@ -15,13 +15,10 @@ from __future__ import annotations
 from sqlalchemy import Connection, Index, text
 from sqlalchemy.schema import CreateIndex
 
-from bank.domain.errors import BankError
+from bank.adapters.errors import IndexBuildFailed
 
 DSQL_DIALECT = "auroradsql"
 
-
-class IndexBuildFailed(BankError):
-    """DSQL reported that an asynchronous index build job failed."""
 
 
 def is_dsql(connection: Connection) -> bool:

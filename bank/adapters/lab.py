@@ -25,7 +25,7 @@ from sqlalchemy.schema import CreateTable, DropTable
 
 from bank.adapters import orm
 from bank.adapters.ddl import create_index
-from bank.domain.errors import SchemaNotMigrated
+from bank.adapters.errors import SchemaNotMigrated
 
 TABLE: Table = orm.accounts7
 BATCH_ROWS = 2500

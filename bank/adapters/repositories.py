@@ -148,7 +148,9 @@ class SqlAlchemyAccounts:
 @cache
 def _entry_columns() -> tuple[tuple[str, str], ...]:
     """(attribute, column key) of each column the ``Transfer`` mapping maps."""
-    return tuple((attr.key, attr.columns[0].key) for attr in inspect(Transfer).column_attrs)
+    mapper = inspect(Transfer)
+    assert mapper is not None, "the domain classes are mapped (bank.adapters.orm)"
+    return tuple((attr.key, attr.columns[0].key) for attr in mapper.column_attrs)
 
 
 class SqlAlchemyLedger:

@@ -34,7 +34,7 @@ from sqlalchemy import Engine, text
 
 from bank.adapters import orm
 from bank.adapters.ddl import DSQL_DIALECT
-from bank.domain.errors import ConfigurationError
+from bank.adapters.errors import ConfigurationError
 
 #: The role the chapter functions connect as (``DB_USER`` in template.yaml).
 APP_ROLE = "bank_app"

@@ -1,10 +1,15 @@
-"""One settings object, read once from the environment.
+"""The application's settings, read once from the environment.
 
 Where the database is, in order:
 
 1. ``DATABASE_URL`` set: that PostgreSQL (any SQLAlchemy/libpq URL).
 2. ``CLUSTER_ENDPOINT`` set: Aurora DSQL, IAM auth through ``aurora-dsql-sqlalchemy``.
-3. Neither: the embedded PostgreSQL the project runs itself (``bank db start``).
+3. Neither: no database (``Target.NONE``). A deployed function always has one; on a
+   laptop the developer kit provides it (``bank.kit.local``: the embedded PostgreSQL,
+   DSQL strict mode), before the application asks for its engine.
+
+The kit's own settings (where the embedded server keeps its data, strict mode) are the
+kit's (``bank.kit.settings``): a handler's cold start reads only these.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
 
-from bank.domain.errors import ConfigurationError
+from bank.adapters.errors import ConfigurationError
 
 _REGION_IN_ENDPOINT = re.compile(r"\.dsql[^.]*\.([a-z0-9-]+)\.on\.aws$")
 
@@ -26,7 +31,7 @@ _REGION_IN_ENDPOINT = re.compile(r"\.dsql[^.]*\.([a-z0-9-]+)\.on\.aws$")
 class Target(StrEnum):
     URL = "url"
     DSQL = "dsql"
-    EMBEDDED = "embedded"
+    NONE = "none"
 
 
 def region_from_endpoint(endpoint: str) -> str | None:
@@ -51,15 +56,15 @@ def _number(env: Mapping[str, str], name: str, default: _N, parse: type[_N], min
     return value
 
 
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
+def env_float(env: Mapping[str, str], name: str, default: float) -> float:
     return _number(env, name, default, float, 0.0)
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+def env_int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     return _number(env, name, default, int, minimum)
 
 
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+def env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = (env.get(name) or "").strip().lower()
     if not raw:
         return default
@@ -70,10 +75,10 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigurationError(f"{name} must be on or off (1/0), got {raw!r}")
 
 
-def _port(env: Mapping[str, str], name: str) -> int | None:
+def env_port(env: Mapping[str, str], name: str) -> int | None:
     if not env.get(name):
         return None
-    port = _int(env, name, 0, minimum=1)
+    port = env_int(env, name, 0, minimum=1)
     if port > 65535:
         raise ConfigurationError(f"{name} must be a TCP port, at most 65535, got {port}")
     return port
@@ -87,7 +92,8 @@ def _identifier(env: Mapping[str, str], name: str) -> str | None:
 
 
 def project_root() -> Path:
-    """The repository root: where ``.bank/`` (embedded data) lives."""
+    """The repository root (in a Lambda artifact, the folder holding ``bank/`` and, for the
+    migration function, ``alembic/``)."""
     return Path(__file__).resolve().parents[2]
 
 
@@ -98,9 +104,6 @@ class Settings:
     cluster_endpoint: str | None = None
     region: str | None = None
     db_user: str = "admin"
-    # Embedded PostgreSQL.
-    data_dir: Path = Path(".bank")
-    db_port: int | None = None  # None: the port recorded in data_dir, or a free one
     # Connection pool (sized for Lambda: one request at a time per container).
     pool_size: int = 2
     max_overflow: int = 2
@@ -115,12 +118,6 @@ class Settings:
     lock_timeout_s: float = 2.0  # local PostgreSQL only: DSQL never waits for a lock
     # A schema of its own (search_path), e.g. one per test run; None: the server's default.
     schema: str | None = None
-    # DSQL strict mode (bank.adapters.strict): the local server refuses what DSQL refuses,
-    # and the application talks to it through the auroradsql dialect. On by default for
-    # the embedded server; for DATABASE_URL, BANK_STRICT=1 opts in (a local server of a
-    # version whose headers are installed: BANK_PG_CONFIG names its pg_config).
-    strict: bool = False
-    pg_config: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -138,29 +135,23 @@ class Settings:
                     f"CLUSTER_ENDPOINT {endpoint!r} names no region: set AWS_REGION or REGION"
                 )
         else:
-            target = Target.EMBEDDED
-        data_dir = Path(env.get("BANK_DATA_DIR") or project_root() / ".bank")
+            target = Target.NONE
         settings = cls(
             target=target,
             database_url=database_url,
             cluster_endpoint=endpoint,
             region=region,
             db_user=env.get("DB_USER") or "admin",
-            data_dir=data_dir,
-            db_port=_port(env, "BANK_DB_PORT"),
-            pool_size=_int(env, "BANK_POOL_SIZE", cls.pool_size, minimum=1),
-            max_overflow=_int(env, "BANK_POOL_MAX_OVERFLOW", cls.max_overflow),
-            pool_recycle_s=_int(env, "BANK_POOL_RECYCLE_S", cls.pool_recycle_s, minimum=1),
-            occ_max_attempts=_int(env, "BANK_OCC_MAX_ATTEMPTS", cls.occ_max_attempts, minimum=1),
-            occ_base_delay_s=_float(env, "BANK_OCC_BASE_DELAY_S", cls.occ_base_delay_s),
-            occ_max_delay_s=_float(env, "BANK_OCC_MAX_DELAY_S", cls.occ_max_delay_s),
-            connect_timeout_s=_float(env, "BANK_CONNECT_TIMEOUT_S", cls.connect_timeout_s),
-            statement_timeout_s=_float(env, "BANK_STATEMENT_TIMEOUT_S", cls.statement_timeout_s),
-            lock_timeout_s=_float(env, "BANK_LOCK_TIMEOUT_S", cls.lock_timeout_s),
+            pool_size=env_int(env, "BANK_POOL_SIZE", cls.pool_size, minimum=1),
+            max_overflow=env_int(env, "BANK_POOL_MAX_OVERFLOW", cls.max_overflow),
+            pool_recycle_s=env_int(env, "BANK_POOL_RECYCLE_S", cls.pool_recycle_s, minimum=1),
+            occ_max_attempts=env_int(env, "BANK_OCC_MAX_ATTEMPTS", cls.occ_max_attempts, minimum=1),
+            occ_base_delay_s=env_float(env, "BANK_OCC_BASE_DELAY_S", cls.occ_base_delay_s),
+            occ_max_delay_s=env_float(env, "BANK_OCC_MAX_DELAY_S", cls.occ_max_delay_s),
+            connect_timeout_s=env_float(env, "BANK_CONNECT_TIMEOUT_S", cls.connect_timeout_s),
+            statement_timeout_s=env_float(env, "BANK_STATEMENT_TIMEOUT_S", cls.statement_timeout_s),
+            lock_timeout_s=env_float(env, "BANK_LOCK_TIMEOUT_S", cls.lock_timeout_s),
             schema=_identifier(env, "BANK_SCHEMA"),
-            strict=_bool(env, "BANK_STRICT", default=target is Target.EMBEDDED)
-            and target is not Target.DSQL,
-            pg_config=env.get("BANK_PG_CONFIG") or None,
         )
         if settings.occ_max_delay_s < settings.occ_base_delay_s:
             raise ConfigurationError("BANK_OCC_MAX_DELAY_S must be >= BANK_OCC_BASE_DELAY_S")

@@ -16,8 +16,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bank.adapters.deadline import LONGEST_OVERRUN_S
+from bank.adapters.errors import ConfigurationError
 from bank.adapters.settings import get_settings
-from bank.domain.errors import BankError, ConfigurationError
+from bank.domain.errors import BankError
 from bank.services.retry import RetryPolicy
 
 if TYPE_CHECKING:

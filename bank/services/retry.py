@@ -28,12 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from bank.domain.errors import (
-    CommitOutcomeUnknown,
-    ConflictRetriesExhausted,
-    DatabaseUnavailable,
-    TransactionConflict,
-)
+from bank.adapters.errors import CommitOutcomeUnknown, DatabaseUnavailable, TransactionConflict
+from bank.services.errors import ConflictRetriesExhausted
 
 T = TypeVar("T")
 

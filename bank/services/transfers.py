@@ -31,18 +31,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
-from bank.domain.errors import (
-    AccountNotFound,
+from bank.adapters.errors import (
     CommitOutcomeUnknown,
     DatabaseTimeout,
     DatabaseUnavailable,
-    InvalidRequest,
     TransactionConflict,
     TransferAlreadyRecorded,
-    TransferIdReused,
-    TransferOutcomeUnknown,
     ValueOutOfRange,
 )
+from bank.domain.errors import AccountNotFound, InvalidRequest, TransferIdReused
 from bank.domain.model import (
     Account,
     AccountKind,
@@ -51,6 +48,7 @@ from bank.domain.model import (
     balance_of,
     balances_after,
 )
+from bank.services.errors import TransferOutcomeUnknown
 from bank.services.retry import RetryPolicy, run
 from bank.services.unit_of_work import UnitOfWorkFactory
 

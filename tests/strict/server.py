@@ -21,8 +21,8 @@ from pathlib import Path
 
 import psycopg
 
-from bank.adapters.embedded import bin_dir, pg_bin
-from bank.adapters.strict.build import (
+from bank.kit.embedded import bin_dir, pg_bin
+from bank.kit.strict.build import (
     StrictModeUnavailable,
     build_extension,
     conf_lines,

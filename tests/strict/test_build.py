@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bank.adapters.embedded import pg_bin
-from bank.adapters.strict import build
-from bank.adapters.strict.build import (
+from bank.kit.embedded import pg_bin
+from bank.kit.strict import build
+from bank.kit.strict.build import (
     StrictModeUnavailable,
     build_extension,
     server_settings,

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from bank.adapters.strict.client import StrictCursor, rewrite
+from bank.kit.strict.client import StrictCursor, rewrite
 
 ARN = "arn:aws:iam::111122223333:role/example"
 

@@ -16,8 +16,8 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, text
 from sqlalchemy.schema import CreateIndex, Index
 
-from bank.adapters.embedded import pg_bin
-from bank.adapters.strict.client import StrictCursor, rewrite
+from bank.kit.embedded import pg_bin
+from bank.kit.strict.client import StrictCursor, rewrite
 from tests.strict.cases import ACCEPTED, REFUSED, Case
 
 JOB_ID = re.compile(r"^[a-z2-7]{25}[aeimquy4]$")

@@ -18,7 +18,7 @@ in the ledger (its ``transfer_id`` is the ledger's key, so it is there at most o
 Those checks read the database: a remote run from a machine that cannot reach it passes
 no unit of work, and the report says the checks were skipped, and why.
 
-This module prints nothing and reads no environment: ``bank.cli`` does both.
+This module prints nothing and reads no environment: ``bank.kit.cli`` does both.
 """
 
 from __future__ import annotations

@@ -20,16 +20,16 @@ It costs nearly nothing per statement: it works in server hooks (ProcessUtility,
 post-parse-analysis, ExecutorStart/End), not in triggers.
 
 ``CREATE INDEX ASYNC`` cannot be parsed by PostgreSQL: the psycopg cursors of
-:mod:`bank.adapters.strict.client` rewrite it into a call of the ``sys`` schema
+:mod:`bank.kit.strict.client` rewrite it into a call of the ``sys`` schema
 (``sys.sql``), which emulates DSQL's ``sys.jobs`` and ``CALL sys.wait_for_job(id)``, with
 fault injection for tests (``SET dsql_strict.next_index_job = 'fail' | 'invalid'``).
 
 Public API:
 
-- :mod:`bank.adapters.strict.build`: ``build_extension(pg_config, out_dir) -> Path``,
+- :mod:`bank.kit.strict.build`: ``build_extension(pg_config, out_dir) -> Path``,
   ``server_settings(so_path) -> dict`` (postgresql.conf), ``session_options(so_path)``
   (libpq options for one session), ``install_sys(conn)``, ``StrictModeUnavailable``.
-- :mod:`bank.adapters.strict.client`: ``StrictCursor``, ``StrictClientCursor``,
+- :mod:`bank.kit.strict.client`: ``StrictCursor``, ``StrictClientCursor``,
   ``rewrite(sql)``.
 
 Settings: ``dsql_strict.enabled`` (on; only a superuser may turn it off, e.g. for a setup

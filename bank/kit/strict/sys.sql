@@ -1,6 +1,6 @@
 -- sys.sql: Aurora DSQL's `sys` schema, emulated for a local PostgreSQL in strict mode.
 --
--- Installed by a superuser into one database (bank.adapters.strict.build.install_sys);
+-- Installed by a superuser into one database (bank.kit.strict.build.install_sys);
 -- idempotent: run it again to upgrade. It is local infrastructure, not application
 -- code, so it may use PL/pgSQL; it turns strict mode off for its own transaction.
 --
@@ -14,7 +14,7 @@
 --                             it failed. An id that is not 26 base32 letters is 22P02
 --                             "Unable to convert text to UUID" (DSQL's text).
 --   sys.create_index_async(statement)   what the client rewrites CREATE INDEX ASYNC to
---                             (bank.adapters.strict.client): builds the index now (the
+--                             (bank.kit.strict.client): builds the index now (the
 --                             build counts as the transaction's one DDL), records an
 --                             INDEX_BUILD job and returns one row (job_id). A job id is a
 --                             random UUID in lowercase RFC 4648 base32 without padding, 26
@@ -198,7 +198,7 @@ $$;
 
 -- AWS IAM GRANT <role> TO '<iam arn>' / AWS IAM REVOKE <role> FROM '<iam arn>': DSQL's
 -- mapping of an IAM identity to a database role, which PostgreSQL cannot parse. The client
--- rewrites them into these calls (bank.adapters.strict.client); sys.iam_pg_role_mappings
+-- rewrites them into these calls (bank.kit.strict.client); sys.iam_pg_role_mappings
 -- lists the mappings, with the columns the DSQL guide queries (arn, pg_role_name). Locally
 -- the mapping authorizes nothing: there is no IAM to check a connection against.
 CREATE TABLE IF NOT EXISTS sys.iam_pg_role_mappings (

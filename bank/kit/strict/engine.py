@@ -2,12 +2,12 @@
 
 With strict mode on, a local engine talks to PostgreSQL as the application talks to
 Aurora DSQL: through the ``auroradsql`` dialect (``CREATE INDEX ASYNC``, DSQL's DDL),
-with :class:`~bank.adapters.strict.client.StrictCursor` turning ``CREATE INDEX ASYNC``
+with :class:`~bank.kit.strict.client.StrictCursor` turning ``CREATE INDEX ASYNC``
 into a ``sys`` job the server builds, and the server module refusing what DSQL refuses.
 So the DSQL branches of ``bank.adapters.ddl``, the migrations and the ch07 lab run on
 every local run, not only on a cluster.
 
-- The embedded server preloads the module itself (``bank.adapters.embedded``).
+- The embedded server preloads the module itself (``bank.kit.embedded``).
 - Any other local PostgreSQL (``DATABASE_URL`` with ``BANK_STRICT=1``): the module is built
   for the server's version (its ``pg_config``: ``BANK_PG_CONFIG``, else found where
   distributions put it) and loaded per session (``session_preload_libraries``, which needs
@@ -27,14 +27,10 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import URL
 
-from bank.adapters.strict.build import (
-    StrictModeUnavailable,
-    build_extension,
-    install_sys,
-    session_options,
-)
-from bank.adapters.strict.client import StrictCursor
-from bank.domain.errors import DatabaseUnavailable
+from bank.adapters.errors import DatabaseUnavailable
+from bank.kit.errors import StrictModeUnavailable
+from bank.kit.strict.build import build_extension, install_sys, session_options
+from bank.kit.strict.client import StrictCursor
 
 OFF = "-c dsql_strict.enabled=off"
 _prepared: dict[str, Path | None] = {}
@@ -45,17 +41,13 @@ def build_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "strict"
 
 
-def engine_arguments(url: URL, *, preloaded: bool, data_dir: Path, pg_config: str | None,
-                     connect_timeout: int) -> tuple[URL, dict[str, Any], str]:
-    """(URL, connect arguments, libpq options) of a strict engine for ``url``.
-
-    ``preloaded``: the server loads the module itself (the embedded one); otherwise it is
-    built for that server and loaded per session.
-    """
-    so = None if preloaded else prepare(url, data_dir, pg_config, connect_timeout)
-    options = session_options(so) if so is not None else ""
-    dialect = url.set(drivername="auroradsql+psycopg")
-    return dialect, {"cursor_factory": StrictCursor}, options
+def engine_arguments(url: URL, *, data_dir: Path, pg_config: str | None,
+                     connect_timeout: int) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """(connect arguments, libpq options) of a strict engine on ``url``: the cursors that
+    rewrite DSQL's ``CREATE INDEX ASYNC``, and the module, built for that server and loaded
+    per session unless the server preloads it (the embedded one)."""
+    so = prepare(url, data_dir, pg_config, connect_timeout)
+    return {"cursor_factory": StrictCursor}, ((session_options(so),) if so is not None else ())
 
 
 def prepare(url: URL, data_dir: Path, pg_config: str | None,

@@ -14,8 +14,8 @@ from typing import IO
 
 from tqdm import tqdm
 
-from bank.domain.errors import LoadFailed
-from bank.services.loader import Progress
+from bank.kit.errors import LoadFailed
+from bank.kit.loader import Progress
 
 
 class LoadProgress:

@@ -7,12 +7,12 @@ import sys
 import traceback
 from pathlib import Path
 
-from bank.cli.commands import build_parser
 from bank.domain.errors import BankError
+from bank.kit.cli.commands import build_parser
 
 
 def _cmd_tutorial(args: argparse.Namespace) -> int:
-    from bank.cli.tutorial import run
+    from bank.kit.cli.tutorial import run
 
     return run(quick=args.quick, uuids=Path(args.uuids) if args.uuids else None)
 
@@ -26,7 +26,10 @@ def main(argv: list[str] | None = None) -> int:
                      help="where ch06's loaded account ids go (default: uuids.txt in the repo)")
     tut.set_defaults(func=_cmd_tutorial)
     args = parser.parse_args(argv)
+    from bank.kit import local
+
     try:
+        local.use()  # the application's engine: the embedded server, strict mode
         return int(args.func(args) or 0)
     except BankError as exc:
         if args.debug:

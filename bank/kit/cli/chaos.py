@@ -30,9 +30,11 @@ from typing import Any
 from sqlalchemy import text
 
 from bank.adapters import database, migrations, settings
-from bank.adapters.database import setup_engine
-from bank.adapters.embedded import EmbeddedPostgres, delete_os_user
-from bank.domain.errors import BankError, EmbeddedDatabaseError
+from bank.domain.errors import BankError
+from bank.kit import local
+from bank.kit.embedded import EmbeddedPostgres, delete_os_user
+from bank.kit.errors import EmbeddedDatabaseError
+from bank.kit.local import setup_engine
 
 ACCOUNTS = 20
 BALANCE = Decimal(100)
@@ -98,7 +100,7 @@ def _point_at(url: str | None, pool: int, saved: dict[str, str | None] | None = 
         else:
             os.environ[key] = value
     settings.get_settings.cache_clear()
-    database.install_engine(None)
+    local.use()  # the kit's engine for that server (strict mode as the kit runs it)
 
 
 def run(data_dir: Path, *, duration_s: float = 20.0, workers: int = 6, kill_every_s: float = 2.0,
@@ -124,8 +126,8 @@ def run(data_dir: Path, *, duration_s: float = 20.0, workers: int = 6, kill_ever
 def _run(server: EmbeddedPostgres, url: str, duration_s: float, workers: int,
          kill_every_s: float, crash: bool, seed: int) -> ChaosReport:
     from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
-    from bank.cli.invoke import LocalContext, resolve
     from bank.domain.model import Account, UuidAccount
+    from bank.kit.cli.invoke import LocalContext, resolve
 
     migrations.upgrade(database.get_engine())
     int_ids = list(range(1, ACCOUNTS + 1))

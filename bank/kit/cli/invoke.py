@@ -27,6 +27,7 @@ import yaml
 
 from bank.adapters.settings import project_root
 from bank.domain.errors import BankError, InvalidRequest
+from bank.kit.errors import UnknownFunction
 
 #: Lambda's limit for a synchronous invocation's payload.
 MAX_EVENT_BYTES = 6 * 1024 * 1024
@@ -34,9 +35,6 @@ MAX_EVENT_DEPTH = 64
 #: Template variables that describe the deployment, not this machine.
 DEPLOYED_ONLY = frozenset({"DB_USER"})
 
-
-class UnknownFunction(BankError):
-    """The name matches no function of template.yaml."""
 
 
 class _CfnLoader(yaml.SafeLoader):

@@ -61,7 +61,7 @@ def function_name(cloudformation: Any, stack: str, logical_id: str) -> str:
 
 
 def invoker(lambda_client: Any, name: str) -> Callable[[dict], Any]:
-    """``invoke(event)`` for ``bank.services.loadtest.run``: the function's response, or
+    """``invoke(event)`` for ``bank.kit.loadtest.run``: the function's response, or
     ``RemoteInvokeError`` named as above."""
     from botocore.exceptions import ClientError
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def _cmd_db(args: argparse.Namespace) -> int:
-    from bank.adapters.embedded import server
+    from bank.kit.embedded import server
 
     srv = server()
     if args.action == "start":
@@ -41,7 +41,7 @@ def _cmd_seed(args: argparse.Namespace) -> int:
 
 
 def _cmd_invoke(args: argparse.Namespace) -> int:
-    from bank.cli.invoke import invoke, read_event
+    from bank.kit.cli.invoke import invoke, read_event
 
     event = read_event(args.event) if args.event else {}
     ok, response = invoke(args.function, event)
@@ -53,7 +53,7 @@ def _cmd_query_lab(args: argparse.Namespace) -> int:
     from bank.adapters.database import get_engine
     from bank.adapters.lab import LabDatabase
     from bank.adapters.settings import get_settings
-    from bank.cli import report
+    from bank.kit.cli import report
     from bank.services import querylab
     from bank.services.retry import RetryPolicy
 
@@ -74,21 +74,20 @@ def _cmd_query_lab(args: argparse.Namespace) -> int:
 
 
 def _cmd_load(args: argparse.Namespace) -> int:
-    import dataclasses
     import threading
 
-    from bank.adapters.database import install_engine, make_engine
+    from bank.adapters.database import install_engine
     from bank.adapters.settings import get_settings
     from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
-    from bank.cli.console import IdsFile, LoadProgress, stop_on_signals
-    from bank.services.loader import load_accounts, validate
+    from bank.kit import local
+    from bank.kit.cli.console import IdsFile, LoadProgress, stop_on_signals
+    from bank.kit.loader import load_accounts, validate
     from bank.services.retry import RetryPolicy
 
     validate(args.accounts, args.batch, args.threads, args.balance)
     settings = get_settings()
-    # One connection per worker.
-    install_engine(make_engine(dataclasses.replace(settings, pool_size=args.threads,
-                                                   max_overflow=0)))
+    install_engine(local.application_engine(pool_size=args.threads, max_overflow=0))  # one
+    # connection per worker
     stop = threading.Event()
     ids = IdsFile(args.out)
     progress = LoadProgress(sys.stderr, args.accounts)
@@ -116,9 +115,9 @@ def run_loadtest(function: str, ids: list, **options):
     """The load test of a template function, its handler invoked in-process (like
     ``bank invoke``: a fresh Lambda-like context per invocation)."""
     from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
-    from bank.cli.invoke import LocalContext, apply_environment, resolve
     from bank.domain import model
-    from bank.services import loadtest
+    from bank.kit import loadtest
+    from bank.kit.cli.invoke import LocalContext, apply_environment, resolve
 
     fn = resolve(function)
     if fn.logical_id not in TRANSFER_FUNCTIONS:
@@ -139,10 +138,10 @@ def remote_checks():
     pointed at (``CLUSTER_ENDPOINT``, or ``DATABASE_URL``) and can reach can be checked.
     """
     from bank.adapters.database import get_engine
-    from bank.adapters.settings import Target, get_settings
     from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
+    from bank.kit import local
 
-    if get_settings().target is Target.EMBEDDED:
+    if local.embedded():
         return None, ("no database reachable from here: set CLUSTER_ENDPOINT to the stack's "
                       "ClusterEndpoint output to check money and ledger")
     try:
@@ -157,10 +156,10 @@ def run_remote_loadtest(function: str, ids: list, *, stack: str | None,
                         function_name: str | None, region: str | None, threads: int,
                         **options):
     """The load test of a deployed function, through Lambda's Invoke API."""
-    from bank.cli import remote
-    from bank.cli.invoke import resolve
     from bank.domain import model
-    from bank.services import loadtest
+    from bank.kit import loadtest
+    from bank.kit.cli import remote
+    from bank.kit.cli.invoke import resolve
 
     fn = resolve(function)
     if fn.logical_id not in TRANSFER_FUNCTIONS:
@@ -180,13 +179,11 @@ def run_remote_loadtest(function: str, ids: list, *, stack: str | None,
 
 
 def _cmd_loadtest(args: argparse.Namespace) -> int:
-    import dataclasses
     import threading
 
-    from bank.adapters.database import install_engine, make_engine
-    from bank.adapters.settings import get_settings
-    from bank.cli.console import stop_on_signals
-    from bank.services import loadtest
+    from bank.adapters.database import install_engine
+    from bank.kit import loadtest, local
+    from bank.kit.cli.console import stop_on_signals
 
     if args.function == "ch06":
         ids: list = loadtest.read_uuids(args.uuids or "uuids.txt", args.accounts)
@@ -200,8 +197,7 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
         raise loadtest.LoadTestError("--stack, --function-name and --region go with --remote")
     if not args.remote:
         # One connection per thread, or the threads queue for the handlers' small pool.
-        settings = dataclasses.replace(get_settings(), pool_size=args.threads, max_overflow=0)
-        install_engine(make_engine(settings))
+        install_engine(local.application_engine(pool_size=args.threads, max_overflow=0))
 
     stop = threading.Event()  # Ctrl-C: no new request, the ones in flight finish
     options = dict(iters=iters, threads=args.threads, duration_s=args.duration, seed=args.seed,
@@ -231,7 +227,7 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
 def _cmd_chaos(args: argparse.Namespace) -> int:
     import tempfile
 
-    from bank.cli import chaos
+    from bank.kit.cli import chaos
 
     with tempfile.TemporaryDirectory(prefix="bank-chaos-") as tmp:
         data_dir = Path(args.data_dir) if args.data_dir else Path(tmp)

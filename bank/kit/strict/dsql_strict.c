@@ -33,7 +33,7 @@
  *   dsql_strict.enabled        bool, default on, superuser-only (SUSET).
  *   dsql_strict.row_limit      int, default 3000, superuser-only.
  *   dsql_strict.index_build    bool, default off: set by sys.create_index_async
- *                              (bank/adapters/strict/sys.sql) around the one
+ *                              (bank/kit/strict/sys.sql) around the one
  *                              CREATE INDEX / VALIDATE CONSTRAINT it runs.
  *   dsql_strict.next_index_job string: '' | 'fail' | 'invalid', a fault for
  *                              the next emulated index job (read by sys.sql).

@@ -26,9 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
-from bank.domain.errors import BatchTooLarge, InvalidRequest, LoadFailed
+from bank.domain.errors import InvalidRequest
 from bank.domain.model import UuidAccount
 from bank.domain.requests import parse_amount
+from bank.kit.errors import BatchTooLarge, LoadFailed
 from bank.services.retry import Interrupted, RetryPolicy, run
 from bank.services.unit_of_work import UnitOfWorkFactory
 

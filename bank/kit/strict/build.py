@@ -24,16 +24,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bank.domain.errors import BankError
+from bank.kit.errors import StrictModeUnavailable
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "dsql_strict.c"
 SYS_SQL = HERE / "sys.sql"
 ROW_LIMIT = 3000
 
-
-class StrictModeUnavailable(BankError):
-    """Strict mode cannot be built for this server: a compiler or the server headers lack."""
 
 
 def _pg_config(pg_config: str, *args: str) -> str:

@@ -47,16 +47,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from bank.adapters.settings import Settings, get_settings
-from bank.adapters.strict import build as strict_build
-from bank.domain.errors import EmbeddedDatabaseError, PortInUse
+from bank.kit.errors import EmbeddedDatabaseError, PortInUse
+from bank.kit.settings import KitSettings, get_kit_settings
+from bank.kit.strict import build as strict_build
 
 DATABASE = "bank"
 SUPERUSER = "postgres"
 START_TIMEOUT_S = 60
 CRASH_WAIT_S = 10  # for the children of a postmaster that died to leave
 
-MARKER = "# --- written by bank.adapters.embedded ---"
+MARKER = "# --- written by bank.kit.embedded ---"
 # Settings that make the local server behave like DSQL where it can.
 SERVER_CONF = MARKER + """
 listen_addresses = '127.0.0.1'
@@ -528,7 +528,7 @@ class EmbeddedPostgres:
                 self._strict: Path | None = strict_build.build_extension(
                     pg_bin("pg_config"), self.data_dir / "strict", reachable=False)
             except strict_build.StrictModeUnavailable as exc:
-                if get_settings().strict:
+                if get_kit_settings().strict:
                     raise EmbeddedDatabaseError(
                         f"DSQL strict mode cannot be set up: {exc}. Install what it names, or "
                         "run without strict mode: BANK_STRICT=0") from None
@@ -585,12 +585,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def server(settings: Settings | None = None) -> EmbeddedPostgres:
-    settings = settings or get_settings()
+def server(settings: KitSettings | None = None) -> EmbeddedPostgres:
+    settings = settings or get_kit_settings()
     return EmbeddedPostgres(settings.data_dir, settings.db_port)
 
 
-def ensure_running(settings: Settings | None = None) -> str:
+def ensure_running(settings: KitSettings | None = None) -> str:
     """Start the embedded server if needed; return its SQLAlchemy URL (no secret in it)."""
     status = server(settings).start()
     assert status.url is not None

@@ -12,13 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bank.adapters.settings import Target, get_settings, project_root
-from bank.cli.commands import dispatch
-from bank.domain.errors import BankError
-
-
-class TutorialStepFailed(BankError):
-    """A step of ``bank tutorial`` did not do what it shows: the tutorial stops there."""
+from bank.adapters.settings import get_settings, project_root
+from bank.kit import local
+from bank.kit.cli.commands import dispatch
+from bank.kit.errors import TutorialStepFailed
 
 
 def _step(title: str) -> None:
@@ -31,7 +28,7 @@ def _invoke(function: str, event_file: str | None = None, *, event: dict | None 
     """Invoke like `bank invoke` and show it; the answer must be ``expect`` (``ok``, or the
     ``errorType`` the step demonstrates), and ``check`` (if given) must find nothing wrong
     with it. Fields named in ``brief`` are shown by their first line."""
-    from bank.cli.invoke import invoke, read_event
+    from bank.kit.cli.invoke import invoke, read_event
 
     if event_file is not None:
         event = read_event(str(project_root() / "events" / event_file))
@@ -83,10 +80,10 @@ def _optimized(answer: dict, expected: bool) -> str | None:
 def run(quick: bool = False, uuids: Path | None = None) -> int:
     settings = get_settings()
     _step("database")
-    if settings.target is Target.EMBEDDED:
-        from bank.adapters.embedded import server
+    if local.embedded(settings):
+        from bank.kit.embedded import server
 
-        status = server(settings).start()
+        status = server().start()
         print(f"embedded PostgreSQL on 127.0.0.1:{status.port}, data in {status.data_dir}")
     else:
         print(f"target: {settings.target.value}")
