@@ -44,6 +44,11 @@ if not ON_DSQL:
     # The suite runs in DSQL strict mode unless told otherwise (BANK_STRICT=0): the server
     # refuses what Aurora DSQL refuses, and the application speaks the auroradsql dialect.
     os.environ.setdefault("BANK_STRICT", "1")
+# The tests run the application as the developer kit does: the kit builds its engine
+# (bank.kit.local), from the settings at the time of each build.
+from bank.kit import local as _local  # noqa: E402
+
+_local.use()
 
 
 def pytest_collection_modifyitems(config, items):

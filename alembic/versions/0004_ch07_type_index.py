@@ -12,15 +12,11 @@ down_revision: str | None = "0003_ch07_accounts7"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-from alembic.operations import ops  # noqa: E402
-
-from bank.adapters.orm import IDX_TYPE  # noqa: E402  (the model's own Index definition)
-
 
 def upgrade() -> None:
     # CREATE INDEX locally; CREATE INDEX ASYNC + sys.wait_for_job on DSQL (bank.adapters.ddl).
-    op.invoke(ops.CreateIndexOp.from_index(IDX_TYPE))
+    op.create_index("idx_accounts7_type", "accounts7", ["account_type"])
 
 
 def downgrade() -> None:
-    op.drop_index(IDX_TYPE.name, table_name="accounts7")
+    op.drop_index("idx_accounts7_type", table_name="accounts7")

@@ -12,17 +12,18 @@ down_revision: str | None = "0004_ch07_type_index"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-from alembic.operations import ops  # noqa: E402
 
-from bank.adapters.orm import OPTIMIZING_INDEXES  # noqa: E402  (the model's own Index definitions)
+COVERED = ["region_code", "status", "created_at", "metadata_value"]
 
 
 def upgrade() -> None:
     # One index per statement, each waited for on DSQL before the next (bank.adapters.ddl).
-    for index in OPTIMIZING_INDEXES:
-        op.invoke(ops.CreateIndexOp.from_index(index))
+    op.create_index("idx_accounts7_metadata", "accounts7", ["metadata_key", "account_type"])
+    op.create_index("idx_accounts7_metadata_covering", "accounts7",
+                    ["metadata_key", "account_type"],
+                    postgresql_include=COVERED, auroradsql_include=COVERED)
 
 
 def downgrade() -> None:
-    for index in reversed(OPTIMIZING_INDEXES):
-        op.drop_index(index.name, table_name="accounts7")
+    op.drop_index("idx_accounts7_metadata_covering", table_name="accounts7")
+    op.drop_index("idx_accounts7_metadata", table_name="accounts7")

@@ -18,16 +18,19 @@ down_revision: str | None = "0006_transfers_ledger"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-from bank.adapters.orm import OPTIMIZING_INDEXES  # noqa: E402
+
+COVERED = ["region_code", "status", "created_at", "metadata_value"]
 
 
 def upgrade() -> None:
     # One DROP INDEX per transaction on DSQL (alembic/env.py runs in AUTOCOMMIT).
-    for index in reversed(OPTIMIZING_INDEXES):
-        op.drop_index(index.name, table_name="accounts7", if_exists=True)
+    op.drop_index("idx_accounts7_metadata_covering", table_name="accounts7", if_exists=True)
+    op.drop_index("idx_accounts7_metadata", table_name="accounts7", if_exists=True)
 
 
 def downgrade() -> None:
-    for index in OPTIMIZING_INDEXES:
-        op.create_index(index.name, "accounts7", [c.name for c in index.columns],
-                        if_not_exists=True, **index.dialect_kwargs)
+    op.create_index("idx_accounts7_metadata", "accounts7", ["metadata_key", "account_type"],
+                    if_not_exists=True)
+    op.create_index("idx_accounts7_metadata_covering", "accounts7",
+                    ["metadata_key", "account_type"], if_not_exists=True,
+                    postgresql_include=COVERED, auroradsql_include=COVERED)
