@@ -11,7 +11,7 @@
 # repository (.venv included) to a scratch folder first.
 
 SAM_FUNCTIONS := Ch01Function Ch03Function Ch04Function Ch05Function Ch06Function Ch07Function MigrateFunction
-# The application: what a Lambda function runs (tests/test_architecture.py checks that
+# The application: what a Lambda function runs (tests/unit/test_architecture.py checks that
 # it never imports the kit).
 APPLICATION := bank/__init__.py bank/domain bank/services bank/adapters bank/handlers
 # What each artifact holds besides bank/.

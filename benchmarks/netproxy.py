@@ -6,7 +6,7 @@
   starts a new round trip (per connection, summed);
 - ``drop_after_commit``: once a client sends COMMIT, the proxy forwards it to the server
   and then closes the client's side without passing on the reply: the transaction
-  commits and the client cannot know (``tests/test_faults.py``);
+  commits and the client cannot know (``tests/integration/test_faults.py``);
 - ``close_after_commit_reply``: once a client sends COMMIT, its connection is closed
   right after the server's reply to it is passed on: the client reads how COMMIT went,
   then finds the connection gone;

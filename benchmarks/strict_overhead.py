@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from bank.kit.embedded import pg_bin
-from tests.strict.server import ThrowawayServer
+from tests.integration.strict.server import ThrowawayServer
 
 TRANSFER = """\\set a random(1, 10000)
 \\set b random(1, 10000)

@@ -52,6 +52,10 @@ _local.use()
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:  # the tier is the folder: tests/unit, tests/integration, tests/e2e
+        tier = item.path.relative_to(ROOT / "tests").parts[0]
+        if tier in ("unit", "integration", "e2e"):
+            item.add_marker(getattr(pytest.mark, tier))
     if not ON_DSQL:
         return
     for item in items:

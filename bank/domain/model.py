@@ -16,7 +16,7 @@ The rules of a transfer are stated once, here:
 ``can_pay`` is written with operators only, so the same function gives a ``bool`` for an
 account in memory and a SQL condition for a balance column: the repository's
 one-statement transfer (``WHERE ... AND can_pay(payer.balance, amount)``) applies this
-rule, not a copy of it. ``tests/test_properties.py`` checks that the SQL move and
+rule, not a copy of it. ``tests/integration/test_properties.py`` checks that the SQL move and
 ``balances_after`` agree on random balances, amounts and missing accounts; the fake unit
 of work of the service tests moves money with ``balances_after``, and the transfer
 service explains a refusal with it.

@@ -9,7 +9,7 @@
  * rolled back and nothing is left aborted.
  *
  * Where each rule's SQLSTATE and text come from (recordings of a real
- * cluster, or the DSQL user guide) is listed in tests/strict/cases.py.
+ * cluster, or the DSQL user guide) is listed in tests/integration/strict/cases.py.
  *
  * Hooks (all chained to any previously installed hook):
  *   ProcessUtility_hook      statement rules for utility statements, and the
@@ -90,7 +90,7 @@ static post_parse_analyze_hook_type prev_post_parse_analyze = NULL;
 static ExecutorStart_hook_type prev_ExecutorStart = NULL;
 static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 
-/* DSQL's texts, verbatim (see tests/strict/cases.py for the evidence of each). */
+/* DSQL's texts, verbatim (see tests/integration/strict/cases.py for the evidence of each). */
 #define MSG_MULTI_DDL "multiple ddl statements not supported in a transaction"
 #define MSG_DDL_DML "ddl and dml are not supported in the same transaction"
 #define MSG_ROW_LIMIT "transaction row limit exceeded"

@@ -325,16 +325,17 @@ def test_a_pool_of_dead_connections_costs_one_attempt_not_one_each(server_url, t
                                                                      make_accounts):
     """A restarted server leaves every pooled connection dead. The first transfer to find
     one retries once; the others are replaced at checkout, not found dead one by one."""
-    from bank.kit.local import application_engine
     from bank.adapters.unit_of_work import SqlAlchemyUnitOfWork
     from bank.domain.model import Account
     from bank.domain.requests import parse_transfer
+    from bank.kit.local import application_engine
     from bank.services.retry import RetryPolicy
     from bank.services.transfers import transfer
     from tests.conftest import settings_for
 
     payer, payee = make_accounts(2, balance=100)
-    app = application_engine(settings_for(server_url, test_schema.name), pool_size=4, max_overflow=0)
+    app = application_engine(settings_for(server_url, test_schema.name), pool_size=4,
+                             max_overflow=0)
     try:
         held = [app.connect() for _ in range(4)]
         pids = [c.exec_driver_sql("SELECT pg_backend_pid()").scalar() for c in held]

@@ -14,7 +14,7 @@ from bank.kit.cli.invoke import (
     resolve,
 )
 from bank.kit.cli.main import main
-from tests.test_handlers import EVENTS, EXPECTED
+from tests.integration.test_handlers import EVENTS, EXPECTED
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -325,7 +325,7 @@ def test_arns_are_checked(arn):
 
 
 def test_role_matches_the_template():
-    from tests.test_template import load_template
+    from tests.unit.test_template import load_template
 
     template = load_template()
     assert (template["Resources"]["DatabaseMigration"]["Properties"]["AppRole"]

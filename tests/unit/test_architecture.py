@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-BANK = Path(__file__).resolve().parent.parent / "bank"
+BANK = Path(__file__).resolve().parents[2] / "bank"
 LAYERS = ("domain", "services", "adapters", "handlers", "kit")
 # What each layer may import from the others.
 ALLOWED = {

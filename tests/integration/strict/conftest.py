@@ -1,14 +1,16 @@
-"""Strict-mode servers for tests/strict: the embedded wheel's PostgreSQL (always) and the
-machine's PostgreSQL on 127.0.0.1:5432 (when it answers and strict mode builds for it)."""
+"""Strict-mode servers for these tests: the embedded wheel's PostgreSQL (always), and the
+second server the suite is pointed at (``DATABASE_URL``; CI's is the machine's PostgreSQL
+on 127.0.0.1:5432), when there is one."""
 
 from __future__ import annotations
 
+import os
 import uuid
 
 import psycopg
 import pytest
 
-from tests.strict.server import Target, ThrowawayServer, system_target
+from tests.integration.strict.server import Target, ThrowawayServer, system_target
 
 
 @pytest.fixture(scope="session")
@@ -23,14 +25,19 @@ def embedded_target():
 
 @pytest.fixture(scope="session")
 def system_pg_target():
-    target, why = system_target()
+    target, why = system_target(SECOND_SERVER)
     if target is None:
         pytest.skip(f"strict mode on the PostgreSQL at 127.0.0.1:5432 is not available: {why}")
     yield target
     target.close()
 
 
-@pytest.fixture(params=["embedded", "system-pg"])
+#: The second server, the suite's DATABASE_URL (CI points it at the machine's PostgreSQL):
+#: its cases are collected only when one is configured.
+SECOND_SERVER = os.environ.get("DATABASE_URL")
+
+
+@pytest.fixture(params=["embedded"] + (["system-pg"] if SECOND_SERVER else []))
 def target(request) -> Target:
     name = "embedded_target" if request.param == "embedded" else "system_pg_target"
     return request.getfixturevalue(name)

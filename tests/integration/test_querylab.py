@@ -18,8 +18,8 @@ from bank.services import querylab
 from bank.services.plans import PlanSummary, parse_plan
 from bank.services.retry import RetryPolicy
 
-ROOT = Path(__file__).resolve().parent.parent
-PLANS = Path(__file__).parent / "data" / "plans"
+ROOT = Path(__file__).resolve().parents[2]
+PLANS = ROOT / "tests" / "data" / "plans"
 NEW_INDEXES = {index.name for index in OPTIMIZING_INDEXES}
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from bank.handlers import ch01, ch03, ch04, ch05, ch06
 from bank.kit.cli.invoke import LocalContext, resolve
 
-EVENTS = Path(__file__).resolve().parent.parent / "events"
+EVENTS = Path(__file__).resolve().parents[2] / "events"
 HANDLERS = {"ch01": ch01, "ch03": ch03, "ch04": ch04, "ch05": ch05, "ch06": ch06}
 
 # file -> None for success, else the errorType the handler must raise.

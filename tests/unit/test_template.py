@@ -19,7 +19,7 @@ import pytest
 
 from bank.kit.cli.invoke import load_template as _load_template
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 
 FUNCTIONS = {

@@ -29,7 +29,7 @@ from bank.services.retry import RetryPolicy
 from tests.conftest import settings_for
 from tests.fakes import FakeStore
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FAST = RetryPolicy(max_attempts=5, base_delay_s=0, max_delay_s=0)
 
 

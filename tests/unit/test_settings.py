@@ -12,7 +12,7 @@ ENDPOINT = "abcdefghijklmnopqrstuvwxyz.dsql.eu-west-1.on.aws"
 def test_no_target_is_none_for_the_application_and_the_embedded_server_for_the_kit():
     assert Settings.from_env({}).target is Target.NONE
     kit = KitSettings.from_env({})
-    assert kit.data_dir == Path(__file__).resolve().parent.parent / ".bank"
+    assert kit.data_dir == Path(__file__).resolve().parents[2] / ".bank"
     assert kit.strict is None  # the default: on for the embedded server only
 
 

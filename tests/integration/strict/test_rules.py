@@ -18,7 +18,7 @@ from sqlalchemy.schema import CreateIndex, Index
 
 from bank.kit.embedded import pg_bin
 from bank.kit.strict.client import StrictCursor, rewrite
-from tests.strict.cases import ACCEPTED, REFUSED, Case
+from tests.integration.strict.cases import ACCEPTED, REFUSED, Case
 
 JOB_ID = re.compile(r"^[a-z2-7]{25}[aeimquy4]$")
 DDL_DML = "ddl and dml are not supported in the same transaction"

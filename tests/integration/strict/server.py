@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
+from sqlalchemy.engine import make_url
 
 from bank.kit.embedded import bin_dir, pg_bin
 from bank.kit.strict.build import (
@@ -30,6 +31,7 @@ from bank.kit.strict.build import (
     server_settings,
     session_options,
 )
+from bank.kit.strict.engine import find_pg_config
 
 BUILD_DIR = Path(tempfile.gettempdir()) / f"bank-dsql-strict-{os.getuid()}"  # one per OS user
 SYSTEM_USER = "embedded_postgres"  # as root, the throwaway servers' OS user
@@ -122,7 +124,7 @@ class ThrowawayServer:
                  "default_transaction_isolation": "repeatable read",
                  "log_min_messages": "warning", **self.settings}
         with open(conf, "a") as fh:
-            fh.write("\n# --- tests/strict ---\n" + conf_lines(extra))
+            fh.write("\n# --- tests/integration/strict ---\n" + conf_lines(extra))
         self._run([pg_bin("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log_file), "-w",
                    "-t", "60", "start"], timeout=90)
         target = Target("embedded", self.port, "postgres", log_file=self.log_file)
@@ -138,35 +140,25 @@ class ThrowawayServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-SYSTEM_DSN = "host=127.0.0.1 port=5432 user=postgres"
-
-
-def system_target() -> tuple[Target | None, str]:
-    """The PostgreSQL on 127.0.0.1:5432 in strict mode, or (None, why not)."""
+def system_target(url: str | None) -> tuple[Target | None, str]:
+    """The local PostgreSQL at ``url`` (a superuser named postgres on 127.0.0.1, as CI's is)
+    in strict mode, or (None, why not)."""
+    port = make_url(url).port or 5432 if url else 5432
     try:
-        admin = psycopg.connect(SYSTEM_DSN + " dbname=postgres", autocommit=True,
-                                connect_timeout=3)
+        admin = psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres",
+                                autocommit=True, connect_timeout=3)
     except psycopg.Error as exc:
-        return None, f"no PostgreSQL answers on 127.0.0.1:5432 as postgres: {exc}"
-    pg_config = shutil.which("pg_config")
-    if pg_config is None:
-        admin.close()
-        return None, "pg_config of the system PostgreSQL is not on PATH"
+        return None, f"no PostgreSQL answers on 127.0.0.1:{port} as postgres: {exc}"
     server_num = admin.info.server_version // 10000
     try:
-        config_num = int(subprocess.run([pg_config, "--version"], capture_output=True,
-                                        text=True).stdout.split()[1].split(".")[0])
-        if config_num != server_num:
-            raise StrictModeUnavailable(
-                f"{pg_config} is for PostgreSQL {config_num}, the server runs {server_num}")
-        so = build_extension(pg_config, BUILD_DIR)
+        so = build_extension(find_pg_config(server_num), BUILD_DIR)
     except StrictModeUnavailable as exc:
         admin.close()
         return None, str(exc)
     dbname = f"bank_strict_{os.getpid()}"
     admin.execute(f"DROP DATABASE IF EXISTS {dbname}")
     admin.execute(f"CREATE DATABASE {dbname}")
-    target = Target("system-pg", 5432, dbname, options=session_options(so))
+    target = Target("system-pg", port, dbname, options=session_options(so))
 
     def drop() -> None:
         admin.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")

@@ -1,7 +1,7 @@
 """The one retry loop: cap, backoff bounds, deadline, and what is (not) retried.
 
 Failures are raised as the named errors the adapters translate driver errors into
-(``tests/test_dberrors.py`` checks that translation on real driver errors); no database
+(``tests/unit/test_dberrors.py`` checks that translation on real driver errors); no database
 is involved here.
 """
 

@@ -12,7 +12,7 @@ from bank.domain.model import Account, UuidAccount, balances_after
 from bank.domain.requests import parse_amount
 from bank.handlers import ch05, ch06
 from tests.conftest import balances
-from tests.test_handlers import fingerprint
+from tests.integration.test_handlers import fingerprint
 
 ACCOUNTS = 4
 slot = st.integers(min_value=0, max_value=ACCOUNTS)  # ACCOUNTS: an account that doesn't exist
