@@ -42,8 +42,9 @@ What is not changed:
 
 Use it in your own application: create the engine, call ``pipeline_transactions(engine)``
 once, and write ordinary SQLAlchemy code. It needs the ``psycopg`` driver (the
-``postgresql+psycopg`` and ``auroradsql+psycopg`` dialects). ``tests/integration/test_pipelining.py``
-tests it at this boundary: atomicity, round trips counted by a proxy, errors, rollbacks.
+``postgresql+psycopg`` and ``auroradsql+psycopg`` dialects).
+``tests/integration/test_pipelining.py`` tests it at this boundary: atomicity, round trips
+counted by a proxy, errors, rollbacks.
 """
 
 from __future__ import annotations
