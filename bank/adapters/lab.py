@@ -54,13 +54,14 @@ INSERT_BATCH = text(
 # The seed's query, on the mapped ``LabAccount`` (the tutorial's ``Account7``): the four
 # filters as bound parameters, the one-year window computed by the server.
 _NOW = func.current_timestamp()
-LAB_QUERY = select(LabAccount.metadata_key, LabAccount.metadata_value).where(
-    LabAccount.account_type == bindparam("account_type"),
-    LabAccount.region_code == bindparam("region_code"),
-    LabAccount.status == bindparam("status"),
-    LabAccount.metadata_key == bindparam("metadata_key"),
-    LabAccount.created_at <= _NOW,
-    LabAccount.created_at > _NOW - literal_column("INTERVAL '1 year'"),
+_LAB: Any = LabAccount  # imperatively mapped: its attributes are columns to SQLAlchemy
+LAB_QUERY = select(_LAB.metadata_key, _LAB.metadata_value).where(
+    _LAB.account_type == bindparam("account_type"),
+    _LAB.region_code == bindparam("region_code"),
+    _LAB.status == bindparam("status"),
+    _LAB.metadata_key == bindparam("metadata_key"),
+    _LAB.created_at <= _NOW,
+    _LAB.created_at > _NOW - literal_column("INTERVAL '1 year'"),
 )
 
 LIST_INDEXES = text(
