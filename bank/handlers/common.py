@@ -91,7 +91,7 @@ def _log(level: int, context: Any, default_name: str, began: float, outcome: str
         line["attempts"] = attempts
     line["latency_ms"] = round((time.perf_counter() - began) * 1000, 3)
     # The record is made directly: ``Logger.log`` would also walk the stack to find the
-    # caller's file and line, always this function, a third of a transfer's log cost.
+    # caller's file and line, always this function: work for nothing on every request.
     request_log.handle(request_log.makeRecord(request_log.name, level, __file__, 0,
                                               json.dumps(line), (), None, "_log"))
 
