@@ -48,6 +48,18 @@ def kind(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def sendable(value: str, name: str) -> str:
+    """``value``, if a database can take it: no NUL (PostgreSQL's text cannot hold one) and
+    no lone surrogate (it has no UTF-8 form)."""
+    if "\x00" in value:
+        raise InvalidRequest(f"'{name}' must not contain a NUL character")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"'{name}' is not valid Unicode text (a lone surrogate)") from None
+    return value
+
+
 def _shown(text: str) -> str:
     return repr(text[:64])
 

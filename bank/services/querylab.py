@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from bank.domain.errors import BankError, InvalidRequest
 from bank.domain.model import LAB_TEXT_LENGTHS
+from bank.domain.requests import sendable
 from bank.services.plans import parse_plan
 from bank.services.retry import RetryPolicy, run
 
@@ -79,6 +80,7 @@ def parse_filters(event: dict) -> Filters:
             value = default
         if not isinstance(value, str):
             raise InvalidRequest(f"'{name}' must be a string, got {type(value).__name__}")
+        sendable(value, name)
         length = LAB_TEXT_LENGTHS[name]
         if name == "region_code" and len(value) != length:
             raise InvalidRequest(f"'{name}' must be exactly {length} characters, got {value!r}")

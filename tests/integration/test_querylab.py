@@ -295,3 +295,15 @@ def test_query_lab_command_prints_the_comparison_and_writes_a_report(engine, tmp
     assert "## 3,000 rows" in markdown and "| Rows scanned | 3,000 |" in markdown
     assert "idx_accounts7_metadata" in markdown and "What differs from Aurora DSQL" in markdown
     assert scalar(engine, "SELECT version()") in markdown
+
+
+@pytest.mark.parametrize("bad", ["\x00", "savings\x00", "\ud800", "a\udfffb"])
+@pytest.mark.parametrize("field", ["account_type", "status", "metadata_key", "region_code"])
+def test_a_filter_that_cannot_reach_the_database_is_an_invalid_request(small_table, field, bad):
+    """A NUL or a lone surrogate cannot be sent to PostgreSQL (nor encoded as UTF-8): the
+    request is refused before any database work, as any other malformed field is."""
+    before = snapshot(small_table)
+    value = bad if field != "region_code" else ("U" + bad)[-2:]  # exactly 2 characters
+    with pytest.raises(InvalidRequest, match=field):
+        handler({"operation": "query", field: value})
+    assert snapshot(small_table) == before
