@@ -1,9 +1,13 @@
-"""Driver errors, translated into the named errors of ``bank.domain.errors``.
+"""Driver errors, translated into the named errors of ``bank.adapters.errors``.
 
-One function, ``translate``, decides by exception type and SQLSTATE (never by message
-text) what a psycopg error means for the caller. Every engine installs it as its
-``handle_error`` hook (``bank.adapters.database``) and the unit of work applies it to
-COMMIT, so no raw driver error, and no SQL text or parameters, reaches a caller.
+One function, ``translate``, decides by exception type and SQLSTATE what a psycopg error
+means for the caller. Every engine installs it as its ``handle_error`` hook
+(``bank.adapters.database``), so no raw driver error, and no SQL text or parameters,
+reaches a caller.
+
+One exception to "never by message text": a connection the server (or TLS) refuses
+during start-up. libpq reports those only as text, without a SQLSTATE (psycopg's error has
+none), so ``refusal`` reads libpq's message for a few fixed markers, in this one place.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from bank.adapters.errors import (
     CommitOutcomeUnknown,
+    DatabaseAccessDenied,
     DatabaseError,
     DatabaseTimeout,
     DatabaseUnavailable,
@@ -35,6 +40,36 @@ def sqlstate(exc: BaseException) -> str | None:
         state = getattr(candidate, "sqlstate", None)
         if state:
             return str(state)
+    return None
+
+
+#: What libpq says when the server refused the login (the markers of PostgreSQL's and
+#: DSQL's authentication refusals), and when TLS refused the server (or the server, TLS).
+_AUTHENTICATION_REFUSED = ("password authentication failed", "access denied",
+                           "authentication failed", "no pg_hba.conf entry",
+                           "does not exist", "permission denied", "token")
+_TLS_REFUSED = ("SSL", "certificate", "TLS")
+_AUTHENTICATION_HINT = ("check the function's IAM policy (dsql:DbConnectAdmin for admin, "
+                        "dsql:DbConnect for another role, on this cluster) and, for a role "
+                        "other than admin, its mapping (AWS IAM GRANT <role> TO '<role arn>')")
+_TLS_HINT = ("check the CA bundle (sslrootcert: the Amazon roots shipped with the "
+             "application) and that the endpoint's host name is the cluster's")
+
+
+def refusal(error: psycopg.Error) -> DatabaseAccessDenied | None:
+    """The named refusal, if ``error`` is a connection the server or TLS refused."""
+    if error.sqlstate is not None or not isinstance(error, psycopg.OperationalError):
+        return None
+    message = str(error).strip()
+    fatal = message.partition("FATAL:")[2].strip()
+    if fatal and any(marker in fatal for marker in _AUTHENTICATION_REFUSED):
+        return DatabaseAccessDenied(
+            f"the database refused the connection: {fatal.splitlines()[0]}; "
+            f"{_AUTHENTICATION_HINT}", "28000")
+    if not fatal and any(marker in message for marker in _TLS_REFUSED):
+        reason = message.rpartition(" failed: ")[2].splitlines()[0] or message
+        return DatabaseAccessDenied(
+            f"the TLS connection to the database was refused: {reason}; {_TLS_HINT}")
     return None
 
 
@@ -67,6 +102,9 @@ def translate(exc: BaseException, *, during_commit: bool = False) -> BankError |
             f"(SQLSTATE {state}{': ' + primary if primary else ''})",
             state,
         )
+    refused = refusal(error)
+    if refused is not None:
+        return refused
     if is_connection_failure(error):
         what = f"SQLSTATE {state}" if state else type(error).__name__
         if during_commit:

@@ -63,6 +63,15 @@ class DatabaseUnavailable(DatabaseError):
     retryable = True
 
 
+class DatabaseAccessDenied(DatabaseError):
+    """The database refused the connection itself: authentication (on DSQL the IAM token:
+    the function's IAM policy, the role's mapping) or TLS (the CA bundle, the host name).
+
+    Sending the request again cannot help until what it names is fixed: it is never
+    retried. The message carries the server's or the TLS library's reason, never a token.
+    """
+
+
 class DatabaseTimeout(DatabaseError):
     """A connect, statement or lock wait ran out of time before COMMIT: nothing was applied."""
 

@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import URL
 
+from bank.adapters.dberrors import translate
 from bank.adapters.errors import DatabaseUnavailable
 from bank.kit.errors import StrictModeUnavailable
 from bank.kit.strict.build import build_extension, install_sys, session_options
@@ -62,8 +63,9 @@ def prepare(url: URL, data_dir: Path, pg_config: str | None,
             libpq = url.set(drivername="postgresql").render_as_string(hide_password=False)
             conn = psycopg.connect(libpq, autocommit=True, connect_timeout=connect_timeout)
         except psycopg.Error as exc:
-            raise DatabaseUnavailable(
-                f"cannot connect to set strict mode up ({type(exc).__name__})") from None
+            named = translate(exc) or DatabaseUnavailable(
+                f"cannot connect to set strict mode up ({type(exc).__name__})")
+            raise named from None
         with conn:
             if conn.execute("SELECT current_setting('dsql_strict.enabled', true)"
                             ).fetchone() == ("on",):
