@@ -36,18 +36,20 @@ DDL runs on connections with ``execution_options(isolation_level="AUTOCOMMIT")``
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
 
 from bank.adapters.dberrors import translate
+from bank.adapters.deadline import guard
 from bank.adapters.errors import ConfigurationError, DatabaseTimeout
 from bank.adapters.pipelining import COMMIT_OPTION, pipeline_transactions
 from bank.adapters.settings import Settings, Target, get_settings
@@ -180,6 +182,24 @@ def _named_error(context: ExceptionContext) -> BaseException | None:
     execution = context.execution_context
     during_commit = execution is not None and bool(execution.execution_options.get(COMMIT_OPTION))
     return translate(context.original_exception, during_commit=during_commit)
+
+
+@contextlib.contextmanager
+def connection_until(engine: Engine, deadline: float | None,
+                     **execution_options: Any) -> Iterator[Connection]:
+    """A connection of ``engine`` (``execution_options`` applied) whose connect and every
+    wait end by ``deadline`` (``time.monotonic()``): past it, the running statement is
+    cancelled (``bank.adapters.deadline``). None: no deadline."""
+    token = current_deadline.set(deadline)
+    try:
+        connection = engine.connect()
+    finally:
+        current_deadline.reset(token)
+    with connection:
+        if execution_options:
+            connection = connection.execution_options(**execution_options)
+        with guard(connection.connection.driver_connection, deadline):  # type: ignore[arg-type]
+            yield connection
 
 
 _engine: Engine | None = None

@@ -13,6 +13,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine
 
+from bank.adapters.database import connection_until
 from bank.adapters.settings import project_root
 
 SCRIPT_LOCATION = project_root() / "alembic"
@@ -29,9 +30,11 @@ def config(connection: Connection | None = None) -> Config:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> str | None:
-    """Migrate to ``revision``; the revision the database is at afterwards."""
-    with engine.connect() as connection:
+def upgrade(engine: Engine, revision: str = "head", deadline: float | None = None) -> str | None:
+    """Migrate to ``revision``; the revision the database is at afterwards. Past
+    ``deadline`` (``time.monotonic()``) the statement running is cancelled: nothing of the
+    migration goes on after its caller has answered."""
+    with connection_until(engine, deadline) as connection:
         command.upgrade(config(connection), revision)
-    with engine.connect() as connection:
+    with connection_until(engine, deadline) as connection:
         return MigrationContext.configure(connection).get_current_revision()

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, text
 
 from bank.adapters import orm
+from bank.adapters.database import connection_until
 from bank.adapters.ddl import DSQL_DIALECT
 from bank.adapters.errors import ConfigurationError
 
@@ -98,11 +99,12 @@ def plan(role: str, iam_arn: str | None, schema: str | None = None) -> list[Step
 
 def apply(engine: Engine, steps: list[Step],
           run_statement: Callable[[Callable[[], bool]], bool] = lambda statement: statement(),
-          ) -> list[str]:
+          deadline: float | None = None) -> list[str]:
     """Run the steps that are not done yet, each in its own transaction; their SQL.
 
     ``run_statement`` runs one step, retrying it as the caller decides (the migration
     handler passes the project's retry loop: OC001 after a concurrent schema change).
+    Nothing runs past ``deadline`` (``time.monotonic()``).
     """
     dsql = engine.dialect.name == DSQL_DIALECT
     ran = []
@@ -111,7 +113,7 @@ def apply(engine: Engine, steps: list[Step],
             continue
 
         def attempt(step: Step = step) -> bool:
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            with connection_until(engine, deadline, isolation_level="AUTOCOMMIT") as conn:
                 if step.done_if and conn.execute(text(step.done_if), step.params).first():
                     return False
                 conn.exec_driver_sql(step.sql)  # as written: no bind-parameter parsing

@@ -38,7 +38,9 @@ class CloudFormation:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_PUT(self):  # noqa: N802 - http.server's naming
                 length = int(self.headers["Content-Length"])
-                body = json.loads(self.rfile.read(length))
+                raw = self.rfile.read(length)
+                body = json.loads(raw)
+                body["_bytes"] = len(raw)
                 body["_content_type"] = self.headers.get("Content-Type")
                 body["_path"] = self.path
                 received.append(body)
@@ -223,12 +225,103 @@ def test_a_bad_role_arn_fails_after_the_migrations(cfn, fresh):
     assert response["Reason"].startswith("ConfigurationError: not an IAM role ARN")
 
 
-def test_an_unexpected_exception_is_answered(cfn, fresh):
+def test_properties_that_are_not_an_object_are_answered_failed(cfn, fresh):
     bad = event(cfn, "Create")
-    del bad["ResourceProperties"]
-    assert migrate.handler(bad, Context())["errorType"] == "KeyError"
+    bad["ResourceProperties"] = ["not", "an", "object"]
+    assert migrate.handler(bad, Context())["errorType"] == "InvalidRequest"
     [response] = cfn.responses
-    assert response["Status"] == "FAILED" and response["Reason"].startswith("KeyError")
+    assert response["Status"] == "FAILED" and "ResourceProperties" in response["Reason"]
+
+
+def test_an_unknown_request_type_is_answered_failed_and_migrates_nothing(cfn, fresh):
+    schema, _ = fresh
+    result = migrate.handler(event(cfn, "Bogus"), Context())
+    assert result == {"Status": "FAILED", "errorType": "InvalidRequest"}
+    [response] = cfn.responses
+    assert response["Status"] == "FAILED" and "unknown RequestType 'Bogus'" in response["Reason"]
+    with schema.admin.connect() as conn:  # not even the version table
+        assert conn.execute(text("SELECT to_regclass(:t)"),
+                            {"t": f"{schema.name}.alembic_version"}).scalar() is None
+
+
+@pytest.mark.parametrize("missing", ["StackId", "RequestId", "LogicalResourceId"])
+def test_an_event_without_its_ids_is_still_answered(cfn, fresh, missing):
+    bad = event(cfn, "Create")
+    del bad[missing]
+    assert migrate.handler(bad, Context())["errorType"] == "InvalidRequest"
+    [response] = cfn.responses
+    assert response["Status"] == "FAILED" and f"no {missing}" in response["Reason"]
+    assert response[missing] == ""
+
+
+def test_the_answer_is_never_over_4096_bytes(cfn, monkeypatch):
+    point_at(monkeypatch, "postgresql://postgres@127.0.0.1:1/x")
+    huge = event(cfn, "Bogus" + "é" * 5000)
+    huge.update(StackId="s" * 9000, RequestId="r" * 9000, LogicalResourceId="l" * 9000,
+                PhysicalResourceId="p" * 9000)
+    try:
+        migrate.handler(huge, Context())
+    finally:
+        settings.get_settings.cache_clear()
+        database.install_engine(None)
+    [response] = cfn.responses
+    assert response["_bytes"] <= 4096 and response["Status"] == "FAILED"
+
+
+def test_a_response_url_that_takes_no_answer_is_a_named_error(monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(migrate.time, "sleep", lambda seconds: None)  # its pauses: not waited
+    dead = {"RequestType": "Delete", "ResponseURL": f"http://127.0.0.1:{port}/r",
+            "StackId": "s", "RequestId": "r", "LogicalResourceId": "l"}
+    with pytest.raises(migrate.ResponseNotDelivered, match="3 tries"):
+        migrate.handler(dead, Context())
+
+
+def test_a_refused_connection_is_tried_again_for_a_while_then_answered(cfn, fresh, monkeypatch,
+                                                                       server_url, caplog):
+    """A new IAM permission takes a while to apply: the refusal is tried again, for
+    ACCESS_RETRY_S, then answered FAILED as DatabaseAccessDenied."""
+    import logging
+
+    schema, _ = fresh
+    monkeypatch.setattr(migrate, "ACCESS_RETRY_S", 2.5)
+    refused = make_url(server_url).set(password="not-the-password").difference_update_query(
+        ["passfile"]).render_as_string(hide_password=False)
+    point_at(monkeypatch, refused, schema.name)
+    caplog.set_level(logging.WARNING, logger="bank.handlers.migrate")
+    result = migrate.handler(event(cfn, "Create"), Context())
+    assert result == {"Status": "FAILED", "errorType": "DatabaseAccessDenied"}
+    tries = [r for r in caplog.records if "trying again" in r.getMessage()]
+    assert len(tries) >= 1  # tried again before answering
+    [response] = cfn.responses
+    assert response["Reason"].startswith("DatabaseAccessDenied: ")
+    assert "not-the-password" not in response["Reason"]
+
+
+def test_after_a_timeout_answer_nothing_of_the_migration_goes_on(cfn, fresh, monkeypatch):
+    """The migration waits on a lock past its deadline: it is answered FAILED
+    (MigrationTimeout) and its statement is cancelled, so that when the lock goes, nothing
+    applies a revision behind the answer (a frozen Lambda container would resume it)."""
+    schema, _ = fresh
+    schema.alembic("upgrade", "0006_transfers_ledger")
+    point_at(monkeypatch, schema.server, schema.name, BANK_LOCK_TIMEOUT_S="60")
+    holder = engine_for(schema.server)
+    try:
+        with holder.connect() as conn:
+            conn.execute(text(f"LOCK TABLE {schema.name}.alembic_version IN ACCESS EXCLUSIVE MODE"))
+            result = migrate.handler(event(cfn, "Create"), Context(migrate.ANSWER_MARGIN_S + 2))
+            assert result == {"Status": "FAILED", "errorType": "MigrationTimeout"}
+            conn.rollback()  # the lock goes
+        time.sleep(1.0)  # were anything still running, it would go on now
+        with holder.connect() as conn:
+            version = conn.execute(text(f"SELECT version_num FROM {schema.name}.alembic_version"))
+            assert version.scalar() == "0006_transfers_ledger"
+    finally:
+        holder.dispose()
+    [response] = cfn.responses
+    assert response["Reason"].startswith("MigrationTimeout: ")
 
 
 def test_work_not_done_in_time_is_answered_failed_before_the_timeout(cfn, monkeypatch):
