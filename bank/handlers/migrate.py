@@ -180,10 +180,12 @@ def answer(event: dict, url: str, status: str, reason: str = "",
         "NoEcho": False,
         "Data": data or {},
     }
-    body["Reason"] = (reason or "see the function's log")[:MAX_RESPONSE_BYTES]
+    text_of_reason = (reason or "see the function's log")[:MAX_RESPONSE_BYTES]
+    body["Reason"] = text_of_reason
     payload = json.dumps(body).encode()
-    while len(payload) > MAX_RESPONSE_BYTES and body["Reason"]:  # the Reason gives way
-        body["Reason"] = body["Reason"][:-(len(payload) - MAX_RESPONSE_BYTES)]
+    while len(payload) > MAX_RESPONSE_BYTES and text_of_reason:  # the Reason gives way
+        text_of_reason = text_of_reason[:-(len(payload) - MAX_RESPONSE_BYTES)]
+        body["Reason"] = text_of_reason
         payload = json.dumps(body).encode()
     # The URL is pre-signed for an empty Content-Type.
     request = urllib.request.Request(url, data=payload, method="PUT",
