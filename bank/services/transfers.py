@@ -60,6 +60,7 @@ class TransferResult:
     seconds: float
     attempts: int = 1
     replayed: bool = False  # the transfer_id was already in the ledger: its first outcome
+    conflicts: int = 0  # attempts that ended in an optimistic-concurrency conflict
 
 
 def get_balance(uow_factory: UnitOfWorkFactory, account_id: int, *, policy: RetryPolicy,
@@ -102,14 +103,22 @@ def transfer(uow_factory: UnitOfWorkFactory, kind: AccountKind, request: Transfe
             uow.commit()
         return balance, False
 
+    conflicts = 0
+
     def attempt() -> tuple[Decimal, bool]:
+        nonlocal conflicts
         try:
-            return apply()
-        except TransferAlreadyRecorded:
-            first = recorded()
-            if first is None:  # its transaction is not visible yet: a conflict
-                raise TransactionConflict("the transfer_id is being recorded elsewhere") from None
-            return first.payer_balance, True
+            try:
+                return apply()
+            except TransferAlreadyRecorded:
+                first = recorded()
+                if first is None:  # its transaction is not visible yet: a conflict
+                    raise TransactionConflict(
+                        "the transfer_id is being recorded elsewhere") from None
+                return first.payer_balance, True
+        except TransactionConflict:
+            conflicts += 1
+            raise
 
     def recorded() -> Transfer | None:
         with uow_factory(deadline=deadline) as uow:
@@ -141,4 +150,4 @@ def transfer(uow_factory: UnitOfWorkFactory, kind: AccountKind, request: Transfe
         raise InvalidRequest("'amount' would take the payee's balance beyond numeric(18,6)") \
             from None
     return TransferResult(request.transfer_id, balance, time.perf_counter() - start, attempts,
-                          replayed)
+                          replayed, conflicts)

@@ -87,8 +87,14 @@ def test_globals(template: dict[str, Any]) -> None:
     assert glob["MemorySize"] == 512
     assert glob["Architectures"] == ["x86_64"]
     assert glob["Layers"] == [{"Ref": "DependenciesLayer"}]
-    assert glob["Environment"]["Variables"] == {"LOG_LEVEL": {"Ref": "LogLevel"}}
+    # Lambda's own JSON logs, their level the LogLevel parameter: no second level setting.
+    assert glob["LoggingConfig"] == {"LogFormat": "JSON",
+                                     "ApplicationLogLevel": {"Ref": "LogLevel"},
+                                     "SystemLogLevel": "WARN"}
+    assert "Environment" not in glob
     assert template["Parameters"]["LogLevel"]["Default"] == "INFO"
+    assert set(template["Parameters"]["LogLevel"]["AllowedValues"]) <= {
+        "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"}  # Lambda's own levels
 
 
 def test_cluster(template: dict[str, Any]) -> None:

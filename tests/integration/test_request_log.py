@@ -9,10 +9,9 @@ import sys
 
 import pytest
 
-from bank.adapters.errors import ConfigurationError
 from bank.domain.errors import InsufficientFunds
 from bank.handlers import ch01, ch05
-from bank.handlers.common import log_level, logged
+from bank.handlers.common import logged
 
 
 class Context:
@@ -110,22 +109,48 @@ def test_business_errors_are_logged_below_warning(log):
     assert lines(log) == []
 
 
-@pytest.mark.parametrize(("raw", "level"), [(None, logging.INFO), ("", logging.INFO),
-                                            ("debug", logging.DEBUG),
-                                            ("WARNING", logging.WARNING)])
-def test_log_level_from_the_environment(raw, level):
-    env = {} if raw is None else {"LOG_LEVEL": raw}
-    assert log_level(env) == level
+def test_the_line_is_a_json_object_for_lambdas_json_logs(log):
+    """Lambda's JSON log format writes a dict message as a JSON object; elsewhere the same
+    record prints as one line of JSON."""
+    ch01.handler({"name": "reinvent"}, Context())
+    [record] = [r for r in log.records if r.name == "bank.requests"]
+    assert isinstance(record.msg, dict) and not record.args
+    assert json.loads(record.getMessage()) == record.msg
 
 
-def test_a_bad_log_level_is_a_configuration_error():
-    with pytest.raises(ConfigurationError, match="LOG_LEVEL"):
-        log_level({"LOG_LEVEL": "chatty"})
-
-
-def test_log_level_applies_at_import():
-    code = ("import logging, bank.handlers.common; "
-            "print(logging.getLogger('bank.requests').getEffectiveLevel())")
+def test_no_level_of_its_own(monkeypatch):
+    """The level is Lambda's (LoggingConfig's ApplicationLogLevel sets the root logger):
+    importing the handlers sets none, whatever the environment says."""
+    code = ("import logging, bank.handlers.ch05; "
+            "print(logging.getLogger('bank.requests').level, "
+            "logging.getLogger('bank').level)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={"LOG_LEVEL": "WARNING", "PATH": "/usr/bin:/bin"}, check=True)
-    assert int(out.stdout) == logging.WARNING
+    assert out.stdout.split() == ["0", "0"]  # NOTSET: inherited
+
+
+def test_in_lambda_each_invocation_writes_its_metrics(log, capsys, monkeypatch, seeded):
+    """The Embedded Metric Format, on standard output: CloudWatch makes metrics of it, so
+    that a conflict rate can be graphed per function (Conflicts / Attempts)."""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", Context.function_name)
+    ch05.handler({"payer_id": 1, "payee_id": 2, "amount": "0.01"}, Context())
+    with pytest.raises(InsufficientFunds):
+        ch05.handler({"payer_id": 1, "payee_id": 2, "amount": "1000000"}, Context())
+    documents = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(documents) == 2
+    ok, refused = documents
+    [directive] = ok["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "bank" and directive["Dimensions"] == [["FunctionName"]]
+    names = {m["Name"] for m in directive["Metrics"]}
+    assert {"Requests", "Errors", "Attempts", "Conflicts", "Latency"} <= names
+    assert all(name in ok for name in names)  # every metric has its value
+    assert ok["FunctionName"] == Context.function_name and ok["Requests"] == 1
+    assert ok["Errors"] == 0 and ok["Attempts"] >= 1 and ok["Conflicts"] >= 0
+    assert refused["Errors"] == 1 and refused["outcome"] == "InsufficientFunds"
+    [line] = [json.loads(r.getMessage()) for r in log.records if r.name == "bank.requests"][:1]
+    assert "conflicts" in line
+
+
+def test_outside_lambda_no_metrics_are_written(capsys):
+    ch01.handler({"name": "reinvent"}, Context())
+    assert capsys.readouterr().out == ""
