@@ -18,7 +18,12 @@ APPLICATION := bank/__init__.py bank/domain bank/services bank/adapters bank/han
 EXTRA :=
 build-MigrateFunction: EXTRA := alembic
 
-.PHONY: sam-check $(addprefix build-,$(SAM_FUNCTIONS))
+.PHONY: build sam-check $(addprefix build-,$(SAM_FUNCTIONS))
+
+# The build of the Lambda artifacts: sam build with a Python 3.13 for the layer's .pyc,
+# the SAM CLI in .venv-sam/ (installed the first time), the sizes printed.
+build:
+	bash .ci/sam-build
 
 # Offline check of the SAM side: sam validate --lint, sam build, artifact
 # contents, imports and a DSQL token on Python 3.13. Installs the SAM CLI in
