@@ -39,6 +39,7 @@ LOCAL_ONLY = {
     "test_chaos.py": "it crashes a server of its own",
     "test_dsql_path.py": "strict mode's DSQL path on a local server",
     "test_faults.py": "a proxy before the server, backends killed by a superuser",
+    "test_stateful.py": "backends killed by a superuser between steps",
 }
 if not ON_DSQL:
     # The suite runs in DSQL strict mode unless told otherwise (BANK_STRICT=0): the server
