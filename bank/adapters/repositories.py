@@ -153,6 +153,10 @@ def _entry_columns() -> tuple[tuple[str, str], ...]:
     return tuple((attr.key, attr.columns[0].key) for attr in mapper.column_attrs)
 
 
+#: Built once: a statement built per call costs its cache key each time.
+_LEDGER_INSERT = insert(orm.transfers)
+
+
 class SqlAlchemyLedger:
     """The transfer ledger: one row per applied transfer, keyed by its ``transfer_id``."""
 
@@ -162,7 +166,7 @@ class SqlAlchemyLedger:
     def add(self, transfer: Transfer) -> None:
         """Record ``transfer``: an INSERT that waits for the next statement or COMMIT
         (``bank.adapters.pipelining``)."""
-        self.session.execute(insert(orm.transfers),
+        self.session.execute(_LEDGER_INSERT,
                              {column: getattr(transfer, attr) for attr, column in _entry_columns()})
 
     def get(self, transfer_id: uuid.UUID) -> Transfer | None:
