@@ -48,6 +48,25 @@ class Framer:
         return found
 
 
+    def scan(self, data: bytes) -> tuple[bytes, list[tuple[int, int, int]]]:
+        """Like ``feed``, without a copy per message: the whole messages that have arrived,
+        as one ``bytes``, and each one's (type, start, end) in it."""
+        self._buffer += data
+        buffer, start, found = self._buffer, 0, []
+        while len(buffer) - start >= 5:
+            (length,) = struct.unpack_from("!i", buffer, start + 1)
+            if length < 4:
+                raise ProtocolError(f"a message length of {length}")
+            end = start + 1 + length
+            if end > len(buffer):
+                break
+            found.append((buffer[start], start, end))
+            start = end
+        whole = bytes(buffer[:start])
+        del buffer[:start]
+        return whole, found
+
+
 def message(kind: bytes, body: bytes = b"") -> bytes:
     return kind + struct.pack("!i", len(body) + 4) + body
 
