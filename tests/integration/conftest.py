@@ -84,11 +84,18 @@ def dsql_endpoint() -> Iterator[LocalDsql]:
 
 
 @pytest.fixture()
-def dsql_environment(dsql_endpoint, monkeypatch) -> LocalDsql:
+def dsql_environment(dsql_endpoint, monkeypatch) -> Iterator[LocalDsql]:
     """This process pointed at the endpoint as the application would be on a laptop:
-    CLUSTER_ENDPOINT, BANK_DSQL_LOCAL, fake AWS credentials, no DATABASE_URL."""
+    CLUSTER_ENDPOINT, BANK_DSQL_LOCAL, fake AWS credentials, no DATABASE_URL. The
+    process-wide settings and engine are forgotten before and after."""
+    from bank.adapters import database, settings
+
     for name in ("DATABASE_URL", "AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
         monkeypatch.delenv(name, raising=False)
     for name, value in dsql_endpoint.environment().items():
         monkeypatch.setenv(name, value)
-    return dsql_endpoint
+    settings.get_settings.cache_clear()
+    database.install_engine(None)
+    yield dsql_endpoint
+    database.install_engine(None)
+    settings.get_settings.cache_clear()

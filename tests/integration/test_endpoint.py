@@ -116,15 +116,11 @@ def test_the_applications_dsql_engine_runs_unchanged_through_the_endpoint(dsql_e
         assert jobs and set(jobs) == {"completed"}, jobs  # the migrations' async index jobs
         with engine.begin() as conn:
             conn.execute(text("INSERT INTO accounts (id, balance) VALUES (1, 100), (2, 50)"))
-        previous = database.get_engine()
-        database.install_engine(engine)  # the handlers' process-wide engine
-        try:
-            assert ch03.handler({"id": 1}) == {"balance": "100.000000"}
-            moved = ch05.handler({"payer_id": 1, "payee_id": 2, "amount": "10"})
-            assert moved["payer_balance"] == "90.000000", moved
-            assert ch03.handler({"id": 2}) == {"balance": "60.000000"}
-        finally:
-            database.install_engine(previous)
+        database.install_engine(engine)  # the handlers' process-wide engine (the fixture
+        assert ch03.handler({"id": 1}) == {"balance": "100.000000"}  # forgets it after)
+        moved = ch05.handler({"payer_id": 1, "payee_id": 2, "amount": "10"})
+        assert moved["payer_balance"] == "90.000000", moved
+        assert ch03.handler({"id": 2}) == {"balance": "60.000000"}
     finally:
         schema.drop()
 
