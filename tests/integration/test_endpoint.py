@@ -231,6 +231,28 @@ def test_a_pipeline_of_many_statements_gets_every_answer_in_order(dsql_endpoint,
             200, sum(range(200)))
 
 
+def test_copy_passes_through_and_an_error_leaves_the_tags_in_step(dsql_endpoint, schema):
+    with dsql_endpoint.connect() as conn:
+        conn.execute(f"CREATE TABLE {schema}.c (id int PRIMARY KEY, v text)")
+        cur = conn.cursor()
+        with cur.copy(f"COPY {schema}.c (id, v) FROM STDIN") as copy:
+            for i in range(2000):
+                copy.write_row((i, f"row {i}"))
+        assert cur.statusmessage == "COPY 2000"
+        with cur.copy(f"COPY (SELECT id, v FROM {schema}.c ORDER BY id) TO STDOUT") as copy:
+            rows = list(copy.rows())
+        assert rows[0] == ("0", "row 0") and len(rows) == 2000
+        # an error ends its Query's answers: the next statement still gets its own tag
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            cur.execute(f"SELECT 1/0; CREATE INDEX ASYNC c_a ON {schema}.c (v)")
+        cur.execute(f"CREATE INDEX ASYNC c_v ON {schema}.c (v)")
+        assert cur.statusmessage == "CREATE INDEX" and len(cur.fetchone()[0]) == 26
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            cur.execute(f"CREATE INDEX ASYNC c_w ON {schema}.missing (v)", prepare=True)
+        assert cur.execute("SELECT 'next'").fetchone() == ("next",)
+        assert cur.statusmessage == "SELECT 1"
+
+
 CANCEL_CLIENT = """
 import os, sys, threading, time, psycopg
 conninfo, how, name = sys.argv[1], sys.argv[2], sys.argv[3]
