@@ -24,9 +24,9 @@ One asyncio loop, in a thread of its own, serves every client (``Endpoint.start(
    the CommandComplete of a rewritten statement (``Tags``). The client gets a cancel key of
    the endpoint's own, which it maps to the upstream's.
 
-Each refusal is DSQL's error, as far as sources record it (``REFUSALS`` in
-``bank.kit.endpoint``). Tokens and passwords are never logged: the log says why a
-connection was refused, in words, without them.
+Each refusal is DSQL's error, as far as sources record it (the table in the doc of
+``bank.kit.endpoint``, and docs/endpoint.md). Tokens and passwords are never logged: the log
+says why a connection was refused, in words, without them.
 """
 
 from __future__ import annotations
@@ -216,7 +216,7 @@ class Tags:
 
     # the client's messages
     def query(self, tags: tuple[str | None, ...]) -> None:
-        unit, self._open = (self._open if self._open is not None else None), None
+        unit, self._open = self._open, None  # a Query after extended messages: one unit
         if unit is None:
             unit = deque()
             self.units.append(unit)
