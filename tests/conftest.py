@@ -168,7 +168,10 @@ class Schema:
             from bank.adapters.settings import Settings
 
             self.url = None
-            self.admin = make_engine(dataclasses.replace(Settings.from_env(), schema=None))
+            # AUTOCOMMIT, as for a local server: each DDL statement is committed on its own
+            # (a plain connect() would roll CREATE SCHEMA back when the block ends).
+            self.admin = make_engine(dataclasses.replace(Settings.from_env(), schema=None)
+                                     ).execution_options(isolation_level="AUTOCOMMIT")
         else:
             self.url = in_schema(server, self.name)
             # Pre-pinged: fault tests kill backends, this engine's included.

@@ -13,6 +13,11 @@
   in psycopg-binary looks for a CA store where Lambda's image has none (nor many laptops
   without ``SSL_CERT_FILE``), so every connection would fail with "certificate verify
   failed".
+
+  ``BANK_DSQL_LOCAL`` (a laptop only) points the same engine at a local DSQL endpoint
+  (``bank endpoint``): libpq connects to its address (``hostaddr``, ``port``) and verifies
+  its certificate for the cluster's name against its CA instead of the Amazon roots.
+  Everything else (tokens, ``verify-full``, the dialect) stays as it is for a cluster.
 - neither: a ``ConfigurationError``. On a laptop the developer kit gives the application
   its engine (``install_engine``; ``bank.kit.local``: the embedded server, strict mode).
 
@@ -100,13 +105,19 @@ def make_engine(settings: Settings, **overrides: Any) -> Engine:
         from aurora_dsql_sqlalchemy import create_dsql_engine
 
         assert settings.cluster_endpoint and settings.region
+        connect_args: dict[str, Any] = {
+            "region": settings.region,
+            "connect_timeout": max(1, round(settings.connect_timeout_s))}
+        rootcert = DSQL_ROOT_CERTS
+        if settings.dsql_local is not None:
+            hostaddr, port, rootcert = local_endpoint(settings.dsql_local)
+            connect_args.update(hostaddr=hostaddr, port=port)
         engine = create_dsql_engine(
             host=settings.cluster_endpoint,
             user=settings.db_user,
-            sslrootcert=str(DSQL_ROOT_CERTS),
+            sslrootcert=str(rootcert),
             application_name="bank",
-            connect_args={"region": settings.region,
-                          "connect_timeout": max(1, round(settings.connect_timeout_s))},
+            connect_args=connect_args,
             **pool,
         )
         if settings.schema:
@@ -119,6 +130,23 @@ def make_engine(settings: Settings, **overrides: Any) -> Engine:
         "no database configured: set CLUSTER_ENDPOINT (Aurora DSQL) or DATABASE_URL; on a "
         "laptop the developer kit provides one (the `bank` command, the tests)"
     )
+
+
+def local_endpoint(folder: Path) -> tuple[str, int, Path]:
+    """A local DSQL endpoint's (address, port, CA file), from the folder ``BANK_DSQL_LOCAL``
+    names: ``address`` holds ``<ip>:<port>`` while the endpoint runs, ``ca.pem`` its CA."""
+    ca, address = folder / "ca.pem", folder / "address"
+    try:
+        host, _, port = address.read_text().strip().rpartition(":")
+        number = int(port)
+    except (OSError, ValueError):
+        raise ConfigurationError(
+            f"BANK_DSQL_LOCAL={folder}: no endpoint address in {address}; start the local "
+            "DSQL endpoint (bank endpoint), or unset BANK_DSQL_LOCAL to reach the cluster"
+        ) from None
+    if not ca.is_file():
+        raise ConfigurationError(f"BANK_DSQL_LOCAL={folder}: no CA certificate {ca}")
+    return host, number, ca
 
 
 def url_engine(url: str, settings: Settings, *, drivername: str | None = None,

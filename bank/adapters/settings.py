@@ -8,6 +8,12 @@ Where the database is, in order:
    laptop the developer kit provides it (``bank.kit.local``: the embedded PostgreSQL,
    DSQL strict mode), before the application asks for its engine.
 
+With ``CLUSTER_ENDPOINT``, ``BANK_DSQL_LOCAL=<folder>`` sends the same DSQL connections to
+a local DSQL endpoint instead (``bank endpoint``): the folder holds its CA (``ca.pem``,
+trusted instead of the Amazon roots) and its address (``address``: ``127.0.0.1:<port>``),
+where libpq connects while it still verifies the certificate for the endpoint's name.
+Unset (the default, and always on Lambda): the real cluster.
+
 The kit's own settings (where the embedded server keeps its data, strict mode) are the
 kit's (``bank.kit.settings``): a handler's cold start reads only these.
 """
@@ -118,6 +124,8 @@ class Settings:
     lock_timeout_s: float = 2.0  # local PostgreSQL only: DSQL never waits for a lock
     # A schema of its own (search_path), e.g. one per test run; None: the server's default.
     schema: str | None = None
+    # A local DSQL endpoint (BANK_DSQL_LOCAL): the folder of its ca.pem and address.
+    dsql_local: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -152,6 +160,7 @@ class Settings:
             statement_timeout_s=env_float(env, "BANK_STATEMENT_TIMEOUT_S", cls.statement_timeout_s),
             lock_timeout_s=env_float(env, "BANK_LOCK_TIMEOUT_S", cls.lock_timeout_s),
             schema=_identifier(env, "BANK_SCHEMA"),
+            dsql_local=Path(env["BANK_DSQL_LOCAL"]) if env.get("BANK_DSQL_LOCAL") else None,
         )
         if settings.occ_max_delay_s < settings.occ_base_delay_s:
             raise ConfigurationError("BANK_OCC_MAX_DELAY_S must be >= BANK_OCC_BASE_DELAY_S")

