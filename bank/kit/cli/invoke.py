@@ -101,9 +101,12 @@ def functions(template: dict) -> dict[str, Function]:
 
 
 def resolve(name: str, template: dict | None = None) -> Function:
-    """``Ch04Function``, ``ch04`` or ``4`` -> the function of the template."""
+    """``Ch04Function``, ``ch04`` or ``4`` (``migrate``: MigrateFunction) -> the function of
+    the template."""
     table = functions(template if template is not None else load_template())
     wanted = name.strip()
+    if wanted.lower() == "migrate":
+        wanted = "MigrateFunction"
     match = re.fullmatch(r"(?i)(?:ch)?0?(\d)(?:function)?", wanted)
     if match:
         wanted = f"Ch0{match.group(1)}Function"
