@@ -28,7 +28,10 @@ from bank.adapters.errors import (
 )
 from bank.domain.errors import BankError
 
-#: Conflicts: DSQL's OC000/OC001 (40001); locally also a deadlock and a lock wait given up.
+#: Conflicts: DSQL's OC000/OC001 (40001, at COMMIT; strict mode answers alike). Without strict
+#: mode local PostgreSQL raises 40001 at the statement, and may report a deadlock (40P01) or
+#: give up a lock wait (55P03); in strict mode only what still waits there (a key another open
+#: transaction inserted, DDL against a table in use) can end in 55P03.
 CONFLICT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 #: The server is going away or refusing new work (admin shutdown, crash, too many clients).
 _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300", "53400"})

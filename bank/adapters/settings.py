@@ -121,7 +121,10 @@ class Settings:
     # Time limits; a Lambda's remaining time bounds them further (bank.adapters.deadline).
     connect_timeout_s: float = 5.0
     statement_timeout_s: float = 30.0  # local PostgreSQL only: DSQL bounds its own
-    lock_timeout_s: float = 2.0  # local PostgreSQL only: DSQL never waits for a lock
+    # local PostgreSQL only: DSQL never waits for a lock; in strict mode no row lock is
+    # waited for either (conflicts fail at COMMIT), so it bounds only what still waits: a
+    # duplicate key another open transaction inserted, DDL against a table in use.
+    lock_timeout_s: float = 2.0
     # A schema of its own (search_path), e.g. one per test run; None: the server's default.
     schema: str | None = None
     # A local DSQL endpoint (BANK_DSQL_LOCAL): the folder of its ca.pem and address.

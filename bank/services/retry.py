@@ -1,9 +1,10 @@
 """The one retry loop of the project: the whole unit of work again, when that is safe.
 
 Aurora DSQL checks for conflicts at COMMIT and reports them as SQLSTATE 40001 (``OC000``
-for data, ``OC001`` for a schema changed underneath); local PostgreSQL at REPEATABLE READ
-raises 40001 at the conflicting statement, and may report a deadlock (40P01) or give up
-a lock wait (55P03). All arrive here as ``TransactionConflict``. What is retried:
+for data, ``OC001`` for a schema changed underneath), and so does local PostgreSQL in DSQL
+strict mode; without it, PostgreSQL at REPEATABLE READ raises 40001 at the conflicting
+statement after waiting, and may report a deadlock (40P01) or give up a lock wait (55P03).
+All arrive here as ``TransactionConflict``. What is retried:
 
 - ``TransactionConflict``, unless the policy says not to (ch04 reports it, as the tutorial
   teaches): the transaction rolled back, so running it again is safe;

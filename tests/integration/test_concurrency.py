@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from bank.handlers import ch04, ch05, ch06
+from bank.kit import local
 from bank.kit.cli.invoke import LocalContext, resolve
 from tests.conftest import balances
 
@@ -21,8 +22,9 @@ THREADS = 8
 TRANSFERS_PER_THREAD = 60
 
 
-def hammer(handler, ids, seed, context_fn=None):
-    """THREADS threads of random transfers; returns (responses, errors by type)."""
+def hammer(handler, ids, seed, context_fn=None, messages=None):
+    """THREADS threads of random transfers; returns (responses, errors by type). The errors'
+    texts are appended to ``messages`` if given."""
     responses, errors = [], Counter()
     lock = threading.Lock()
     barrier = threading.Barrier(THREADS)
@@ -41,6 +43,8 @@ def hammer(handler, ids, seed, context_fn=None):
             except Exception as exc:  # noqa: BLE001 - counted by type
                 with lock:
                     errors[type(exc).__name__] += 1
+                    if messages is not None:
+                        messages.append((type(exc).__name__, str(exc)))
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(THREADS)]
     for t in threads:
@@ -68,8 +72,14 @@ def test_ch05_retries_conflicts_and_conserves_money(make_accounts):
 
 def test_ch04_under_the_same_load_reports_conflicts(make_accounts):
     ids = make_accounts(10, balance=100)
-    responses, errors = hammer(ch04.handler, ids, seed=2)
+    messages: list[tuple[str, str]] = []
+    responses, errors = hammer(ch04.handler, ids, seed=2, messages=messages)
     assert errors["TransactionConflict"] > 0, errors
+    if local.strict():
+        # Raised at COMMIT, as on DSQL: strict mode's OC000 is the COMMIT's (no statement
+        # fails for a conflict there, nor waits for another transaction).
+        conflicts = [text for name, text in messages if name == "TransactionConflict"]
+        assert all("(OC000)" in text for text in conflicts), conflicts[:3]
     after = balances(_engine(), ids)
     assert sum(after.values()) == Decimal(1000)
     assert all(b >= 0 for b in after.values())

@@ -16,8 +16,14 @@ statement gets 25P02); in autocommit nothing is left aborted. It enforces, among
   sequences or identity columns without DSQL's CACHE, FOR SHARE, synchronous
   ``CREATE INDEX`` (``unsupported mode. please use CREATE INDEX ASYNC.``), ...
 
+Conflicts are decided at COMMIT, as on DSQL: no statement waits for a row another
+transaction holds or changed after its snapshot; it is answered from its snapshot, and the
+transaction's COMMIT fails with 40001 ``change conflicts with another transaction, please
+retry: (OC000)``. Every transaction runs at REPEATABLE READ (DSQL's snapshot isolation).
+
 It costs nearly nothing per statement: it works in server hooks (ProcessUtility,
-post-parse-analysis, ExecutorStart/End), not in triggers.
+post-parse-analysis, ExecutorStart/End, a table access method that never waits), not in
+triggers.
 
 ``CREATE INDEX ASYNC`` cannot be parsed by PostgreSQL: the psycopg cursors of
 :mod:`bank.kit.strict.client` rewrite it into a call of the ``sys`` schema

@@ -23,11 +23,28 @@
  *   ExecutorEnd_hook         adds es_processed of INSERT/UPDATE/DELETE/MERGE
  *                            (and the rows of writable CTEs) to the
  *                            transaction's row count (54000 past it);
- *   RegisterXactCallback     resets the per-transaction state.
+ *   RegisterXactCallback     fails the COMMIT of a doomed transaction (40001
+ *                            OC000, below) and resets the per-transaction state.
  *
- * The per-transaction state is three plain statics: no allocation happens
- * per statement, except the message strings of a refusal (in the current
- * memory context, released with the aborted statement).
+ * Optimistic concurrency, as on DSQL ("conflicts decided at COMMIT"). DSQL lets
+ * every statement run on its snapshot without waiting for anyone, and fails the
+ * loser's COMMIT. Here the tables a statement writes or locks (its result
+ * relations and row marks) use, while its executor runs, a copy of heap's table
+ * access method whose tuple_update, tuple_delete and tuple_lock never wait: a
+ * row another transaction holds (or changed after this snapshot) is not
+ * written, the statement goes on as if it had been (its row count, its
+ * RETURNING rows computed from this snapshot, as DSQL reports them), and the
+ * transaction is doomed: from then on nothing it does takes a row lock, and its
+ * COMMIT fails with 40001. The copy is put on the relation's relcache entry at
+ * ExecutorStart and taken off at ExecutorEnd (and at (sub)transaction abort), so
+ * nothing else (DDL, index builds) ever sees it. Every strict transaction runs
+ * at REPEATABLE READ (DSQL's snapshot isolation), whatever
+ * default_transaction_isolation says.
+ *
+ * The per-transaction state is a few plain statics: no allocation happens per
+ * statement, except the message strings of a refusal (in the current memory
+ * context, released with the aborted statement) and, once per backend, the
+ * array of relations the conflict emulation has changed.
  *
  * GUCs:
  *   dsql_strict.enabled        bool, default on, superuser-only (SUSET).
@@ -44,7 +61,10 @@
 
 #include <limits.h>
 
+#include "access/heapam.h"
+#include "access/parallel.h"
 #include "access/relation.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
@@ -58,12 +78,16 @@
 #include "parser/analyze.h"
 #include "parser/parse_type.h"
 #include "parser/parsetree.h"
+#include "storage/itemptr.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
+#include "utils/snapmgr.h"
 
 #if PG_VERSION_NUM < 150000
 #error "dsql_strict needs PostgreSQL 15 or later"
@@ -83,6 +107,7 @@ static char *strict_next_index_job = NULL;
 static int	xact_ddl_count = 0;
 static bool xact_dml_seen = false;
 static uint64 xact_rows = 0;
+static bool xact_doomed = false;	/* lost a conflict: its COMMIT fails (40001) */
 
 /* ---- previous hooks ---------------------------------------------------------------- */
 static ProcessUtility_hook_type prev_ProcessUtility = NULL;
@@ -97,6 +122,11 @@ static ExecutorEnd_hook_type prev_ExecutorEnd = NULL;
 #define MSG_SYNC_INDEX "unsupported mode. please use CREATE INDEX ASYNC."
 #define MSG_CACHE_TAIL \
 	"is not supported without an explicit cache size. please define CACHE greater than or equal to 65536 or equal to 1"
+#define MSG_CACHE_VALUE "CACHE (" INT64_FORMAT ") must be greater than or equal to 65536 or equal to 1"
+#define MSG_SEQ_TYPE "sequence type must be bigint"
+#define MSG_KEY_COLUMNS "more than 8 column keys in an index are not supported"
+#define MAX_KEY_COLUMNS 8
+#define MSG_CONFLICT "change conflicts with another transaction, please retry: (OC000)"
 
 static void
 refuse(const char *msg)
@@ -141,13 +171,31 @@ add_rows(uint64 n)
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED), errmsg_internal(MSG_ROW_LIMIT)));
 }
 
+static void occ_restore_all(void);
+
 static void
 xact_callback(XactEvent event, void *arg)
 {
+	/*
+	 * A transaction that lost a conflict never commits, whatever strict mode says
+	 * now: its COMMIT fails as DSQL's does (the error aborts it; ABORT follows).
+	 */
+	if (xact_doomed && (event == XACT_EVENT_PRE_COMMIT ||
+						event == XACT_EVENT_PARALLEL_PRE_COMMIT ||
+						event == XACT_EVENT_PRE_PREPARE))
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE), errmsg_internal(MSG_CONFLICT)));
 	/* Every event is at (or past) the end of the transaction's statements. */
 	xact_ddl_count = 0;
 	xact_dml_seen = false;
 	xact_rows = 0;
+	if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT ||
+		event == XACT_EVENT_PARALLEL_COMMIT || event == XACT_EVENT_PARALLEL_ABORT ||
+		event == XACT_EVENT_PREPARE)
+	{
+		xact_doomed = false;
+		occ_restore_all();
+	}
 }
 
 /* ---- helpers ------------------------------------------------------------------------- */
@@ -196,8 +244,12 @@ check_isolation(const char *level)
 			 errmsg_internal("Unsupported isolation level: %s", upper)));
 }
 
+/*
+ * DSQL asks for an explicit CACHE of 1 or at least 65536: without one the statement is
+ * refused (0A000, naming "what"); a value outside that is a data error quoting it.
+ */
 static void
-check_cache(List *options, const char *what)
+check_cache(List *options, const char *what, bool required)
 {
 	ListCell   *lc;
 
@@ -211,12 +263,48 @@ check_cache(List *options, const char *what)
 
 			if (cache == 1 || cache >= 65536)
 				return;
-			break;
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg_internal(MSG_CACHE_VALUE, cache)));
 		}
 	}
-	ereport(ERROR,
-			(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-			 errmsg_internal("%s %s", what, MSG_CACHE_TAIL)));
+	if (required)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg_internal("%s %s", what, MSG_CACHE_TAIL)));
+}
+
+/* CREATE / ALTER SEQUENCE ... AS type: bigint only. */
+static void
+check_sequence_type(List *options)
+{
+	ListCell   *lc;
+
+	foreach(lc, options)
+	{
+		DefElem    *d = lfirst_node(DefElem, lc);
+
+		if (strcmp(d->defname, "as") == 0 && d->arg != NULL)
+		{
+			Oid			typid;
+			int32		typmod;
+
+			typenameTypeIdAndMod(NULL, defGetTypeName(d), &typid, &typmod);
+			if (getBaseType(typid) != INT8OID)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg_internal(MSG_SEQ_TYPE)));
+		}
+	}
+}
+
+/* A primary key or an index has at most 8 key columns (DSQL's quota). */
+static void
+check_key_columns(int count)
+{
+	if (count > MAX_KEY_COLUMNS)
+		ereport(ERROR,
+				(errcode(ERRCODE_TOO_MANY_COLUMNS), errmsg_internal(MSG_KEY_COLUMNS)));
 }
 
 static bool
@@ -320,7 +408,8 @@ check_identity(ColumnDef *col)
 
 		if (c->contype != CONSTR_IDENTITY)
 			continue;
-		check_cache(c->options, "identity column");
+		/* Whether DSQL names a bad CACHE or the type first is not recorded. */
+		check_cache(c->options, "identity column", true);
 		typenameTypeIdAndMod(NULL, col->typeName, &typid, &typmod);
 		if (typid != INT8OID)
 			ereport(ERROR,
@@ -348,6 +437,9 @@ check_create_table(CreateStmt *stmt)
 	{
 		Node	   *elt = lfirst(lc);
 
+		if (IsA(elt, Constraint) && (((Constraint *) elt)->contype == CONSTR_PRIMARY ||
+									 ((Constraint *) elt)->contype == CONSTR_UNIQUE))
+			check_key_columns(list_length(((Constraint *) elt)->keys));
 		if (IsA(elt, ColumnDef))
 		{
 			ColumnDef  *col = (ColumnDef *) elt;
@@ -613,7 +705,24 @@ check_utility(Node *parsetree)
 				refuse("unsupported object in DROP statement");
 			break;
 		case T_CreateSeqStmt:
-			check_cache(((CreateSeqStmt *) parsetree)->options, "CREATE SEQUENCE");
+			{
+				/* The missing CACHE first (recorded), then the type, then CACHE's value. */
+				List	   *options = ((CreateSeqStmt *) parsetree)->options;
+				ListCell   *lc;
+				bool		has_cache = false;
+
+				foreach(lc, options)
+					if (strcmp(lfirst_node(DefElem, lc)->defname, "cache") == 0)
+						has_cache = true;
+				if (!has_cache)
+					check_cache(options, "CREATE SEQUENCE", true);
+				check_sequence_type(options);
+				check_cache(options, "CREATE SEQUENCE", false);
+				break;
+			}
+		case T_AlterSeqStmt:
+			check_sequence_type(((AlterSeqStmt *) parsetree)->options);
+			check_cache(((AlterSeqStmt *) parsetree)->options, "ALTER SEQUENCE", false);
 			break;
 		case T_CreateTableSpaceStmt:
 			refuse_statement("CreateTableSpace");
@@ -637,6 +746,7 @@ check_utility(Node *parsetree)
 		case T_IndexStmt:
 			if (!strict_index_build)
 				refuse(MSG_SYNC_INDEX);
+			check_key_columns(list_length(((IndexStmt *) parsetree)->indexParams));
 			break;
 		case T_AlterTableStmt:
 			check_alter_table((AlterTableStmt *) parsetree);
@@ -719,6 +829,17 @@ strict_ProcessUtility(PlannedStmt *pstmt, const char *queryString, bool readOnly
 
 	if (copy_from && qc != NULL)
 		add_rows(qc->nprocessed);
+
+	/*
+	 * DSQL's snapshot isolation for every explicit transaction: a BEGIN without a level
+	 * starts at default_transaction_isolation, which strict mode also overrides (see
+	 * _PG_init); no snapshot has been taken yet, so the level can still change.
+	 */
+	if (strict_enabled && IsA(parsetree, TransactionStmt) &&
+		(((TransactionStmt *) parsetree)->kind == TRANS_STMT_BEGIN ||
+		 ((TransactionStmt *) parsetree)->kind == TRANS_STMT_START) &&
+		IsTransactionBlock() && !FirstSnapshotSet && XactIsoLevel < XACT_REPEATABLE_READ)
+		XactIsoLevel = XACT_REPEATABLE_READ;
 }
 
 /* ---- analysed queries ---------------------------------------------------------------- */
@@ -872,6 +993,355 @@ strict_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 		(void) strict_query_walker((Node *) query, NULL);
 }
 
+/* ---- optimistic concurrency: conflicts decided at COMMIT ----------------------------- */
+
+/*
+ * heap's table access method, and a copy of it whose tuple_update, tuple_delete and
+ * tuple_lock never wait for another transaction. Everything else is heap's own
+ * function, so a scan, an insert or an index fetch through the copy is heap's.
+ */
+static const TableAmRoutine *heap_routine = NULL;
+static TableAmRoutine strict_heap;
+
+#if PG_VERSION_NUM >= 160000
+typedef TU_UpdateIndexes UpdateIndexes;
+#define NO_INDEX_UPDATE TU_None
+#else
+typedef bool UpdateIndexes;
+#define NO_INDEX_UPDATE false
+#endif
+
+/*
+ * The relations whose relcache entry carries strict_heap, each with the executor that
+ * put it there: a relation keeps the copy while any executor that wanted it is running.
+ * A relcache rebuild (an invalidation) gives an entry heap's routine back; the relcache
+ * callback puts the copy on again, which is why the entries are kept here.
+ */
+typedef struct OccPatch
+{
+	Relation	rel;
+	EState	   *estate;
+	SubTransactionId subid;
+} OccPatch;
+
+static OccPatch *occ_patches = NULL;
+static int	occ_npatches = 0;
+static int	occ_maxpatches = 0;
+
+/* Conflicts are emulated in strict mode at DSQL's isolation, snapshot (REPEATABLE READ). */
+static inline bool
+occ_active(void)
+{
+	return strict_enabled && XactIsoLevel == XACT_REPEATABLE_READ;
+}
+
+static bool
+occ_patched(Relation rel)
+{
+	int			i;
+
+	for (i = 0; i < occ_npatches; i++)
+		if (occ_patches[i].rel == rel)
+			return true;
+	return false;
+}
+
+static void
+occ_patch(Relation rel, EState *estate)
+{
+	if (rel == NULL || (rel->rd_tableam != heap_routine && rel->rd_tableam != &strict_heap))
+		return;					/* not a heap table (a view, a foreign table, ...) */
+	if (occ_npatches == occ_maxpatches)
+	{
+		occ_maxpatches = occ_maxpatches == 0 ? 16 : occ_maxpatches * 2;
+		occ_patches = occ_patches == NULL
+			? MemoryContextAlloc(TopMemoryContext, occ_maxpatches * sizeof(OccPatch))
+			: repalloc(occ_patches, occ_maxpatches * sizeof(OccPatch));
+	}
+	occ_patches[occ_npatches].rel = rel;
+	occ_patches[occ_npatches].estate = estate;
+	occ_patches[occ_npatches].subid = GetCurrentSubTransactionId();
+	occ_npatches++;
+	rel->rd_tableam = &strict_heap;
+}
+
+/* Drop entry i; heap's routine goes back on the relation no other entry holds. */
+static void
+occ_unpatch_at(int i)
+{
+	Relation	rel = occ_patches[i].rel;
+
+	occ_patches[i] = occ_patches[--occ_npatches];
+	if (!occ_patched(rel) && rel->rd_tableam == &strict_heap)
+		rel->rd_tableam = heap_routine;
+}
+
+/* ExecutorStart: the statement's result relations and row-marked relations. */
+static void
+occ_patch_executor(QueryDesc *queryDesc)
+{
+	EState	   *estate = queryDesc->estate;
+	PlannedStmt *stmt = queryDesc->plannedstmt;
+	ListCell   *lc;
+
+	if (estate == NULL || estate->es_relations == NULL || IsParallelWorker())
+		return;
+	foreach(lc, stmt->resultRelations)
+	{
+		Index		rti = lfirst_int(lc);
+
+		if (rti > 0 && rti <= estate->es_range_table_size)
+			occ_patch(estate->es_relations[rti - 1], estate);
+	}
+	foreach(lc, stmt->rowMarks)
+	{
+		PlanRowMark *rc = lfirst_node(PlanRowMark, lc);
+
+		if (!rc->isParent && rc->rti > 0 && rc->rti <= estate->es_range_table_size)
+			occ_patch(estate->es_relations[rc->rti - 1], estate);
+	}
+}
+
+/* ExecutorEnd, before the executor closes its relations. */
+static void
+occ_unpatch_executor(EState *estate)
+{
+	int			i = 0;
+
+	while (i < occ_npatches)
+	{
+		if (occ_patches[i].estate == estate)
+			occ_unpatch_at(i);
+		else
+			i++;
+	}
+}
+
+/* Transaction end: nothing runs any more. Before the relations are closed. */
+static void
+occ_restore_all(void)
+{
+	while (occ_npatches > 0)
+		occ_unpatch_at(occ_npatches - 1);
+}
+
+/* A subtransaction aborts: its executors will never reach ExecutorEnd. */
+static void
+subxact_callback(SubXactEvent event, SubTransactionId mySubid, SubTransactionId parentSubid,
+				 void *arg)
+{
+	int			i = 0;
+
+	if (event != SUBXACT_EVENT_ABORT_SUB)
+		return;
+	while (i < occ_npatches)
+	{
+		if (occ_patches[i].subid >= mySubid)
+			occ_unpatch_at(i);
+		else
+			i++;
+	}
+}
+
+/* A relcache entry was rebuilt (heap's routine again): put the copy back on. */
+static void
+occ_relcache_callback(Datum arg, Oid relid)
+{
+	int			i;
+
+	for (i = 0; i < occ_npatches; i++)
+	{
+		Relation	rel = occ_patches[i].rel;
+
+		if ((relid == InvalidOid || RelationGetRelid(rel) == relid) &&
+			rel->rd_tableam == heap_routine)
+			rel->rd_tableam = &strict_heap;
+	}
+}
+
+static void
+doom(void)
+{
+	xact_doomed = true;
+}
+
+/*
+ * Lock a row without waiting (heap's own lock: compatible lockers, such as the KEY
+ * SHARE of a foreign key check against an update that keeps the key, do not block).
+ */
+static TM_Result
+lock_no_wait(Relation rel, ItemPointer tid, Snapshot snapshot, CommandId cid,
+			 LockTupleMode mode, TM_FailureData *tmfd)
+{
+	TupleTableSlot *tmp = MakeSingleTupleTableSlot(RelationGetDescr(rel),
+												   heap_routine->slot_callbacks(rel));
+	TM_Result	result = heap_routine->tuple_lock(rel, tid, snapshot, tmp, cid, mode,
+												  LockWaitSkip, 0, tmfd);
+
+	ExecDropSingleTupleTableSlot(tmp);
+	return result;
+}
+
+/* The row lock an update needs: exclusive if it changes a key column (heap's rule). */
+static LockTupleMode
+update_lock_mode(Relation rel, ItemPointer otid, TupleTableSlot *newslot)
+{
+	Bitmapset  *keys = RelationGetIndexAttrBitmap(rel, INDEX_ATTR_BITMAP_KEY);
+	TupleDesc	desc = RelationGetDescr(rel);
+	TupleTableSlot *old;
+	LockTupleMode mode = LockTupleNoKeyExclusive;
+	int			k = -1;
+
+	if (bms_is_empty(keys))
+		return mode;
+	old = MakeSingleTupleTableSlot(desc, heap_routine->slot_callbacks(rel));
+	if (!heap_routine->tuple_fetch_row_version(rel, otid, SnapshotAny, old))
+		mode = LockTupleExclusive;
+	else
+	{
+		slot_getallattrs(old);
+		slot_getallattrs(newslot);
+		while (mode == LockTupleNoKeyExclusive && (k = bms_next_member(keys, k)) >= 0)
+		{
+			int			attno = k + FirstLowInvalidHeapAttributeNumber;
+			Form_pg_attribute att;
+
+			if (attno <= 0 || attno > desc->natts)
+				continue;
+			att = TupleDescAttr(desc, attno - 1);
+			if (old->tts_isnull[attno - 1] != newslot->tts_isnull[attno - 1] ||
+				(!old->tts_isnull[attno - 1] &&
+				 !datumIsEqual(old->tts_values[attno - 1], newslot->tts_values[attno - 1],
+							   att->attbyval, att->attlen)))
+				mode = LockTupleExclusive;
+		}
+	}
+	ExecDropSingleTupleTableSlot(old);
+	bms_free(keys);
+	return mode;
+}
+
+/*
+ * A conflicting row: not written, but answered as written. The executor goes on with
+ * the new row it computed from this snapshot (RETURNING projects it, the row counts),
+ * and no index entry is made for it.
+ */
+static TM_Result
+pretend_update(Relation rel, ItemPointer otid, TupleTableSlot *slot, LockTupleMode *lockmode,
+			   UpdateIndexes *update_indexes)
+{
+	slot->tts_tableOid = RelationGetRelid(rel);
+	ItemPointerCopy(otid, &slot->tts_tid);
+	*lockmode = LockTupleExclusive;
+	*update_indexes = NO_INDEX_UPDATE;
+	return TM_Ok;
+}
+
+static inline bool
+is_conflict(TM_Result result)
+{
+	return result == TM_Updated || result == TM_Deleted || result == TM_WouldBlock ||
+		result == TM_BeingModified;
+}
+
+static TM_Result
+strict_tuple_update(Relation rel, ItemPointer otid, TupleTableSlot *slot, CommandId cid,
+					Snapshot snapshot, Snapshot crosscheck, bool wait, TM_FailureData *tmfd,
+					LockTupleMode *lockmode, UpdateIndexes *update_indexes)
+{
+	TM_Result	result;
+
+	if (!wait || !occ_active())
+		return heap_routine->tuple_update(rel, otid, slot, cid, snapshot, crosscheck, wait,
+										  tmfd, lockmode, update_indexes);
+	if (xact_doomed)			/* a loser takes no more row locks */
+		return pretend_update(rel, otid, slot, lockmode, update_indexes);
+#ifndef USE_ASSERT_CHECKING
+	/*
+	 * heap_update without waiting: TM_BeingModified for any live xmax, even a lock that
+	 * would not make it wait (its "no wait" case does not look at lock modes, and an
+	 * assertion says no caller uses it: in an assert-enabled build we always take the
+	 * path below instead, which costs a row lock).
+	 */
+	result = heap_routine->tuple_update(rel, otid, slot, cid, snapshot, crosscheck, false,
+										tmfd, lockmode, update_indexes);
+	if (result != TM_BeingModified)
+	{
+		if (is_conflict(result))
+		{
+			doom();
+			return pretend_update(rel, otid, slot, lockmode, update_indexes);
+		}
+		return result;
+	}
+#endif
+	/* Someone holds the row (perhaps in a mode that lets us in, perhaps ourselves). */
+	result = lock_no_wait(rel, otid, snapshot, cid, update_lock_mode(rel, otid, slot), tmfd);
+	if (!is_conflict(result))	/* locked (nobody else can block now), or ours */
+		result = heap_routine->tuple_update(rel, otid, slot, cid, snapshot, crosscheck, true,
+											tmfd, lockmode, update_indexes);
+	if (is_conflict(result))
+	{
+		doom();
+		return pretend_update(rel, otid, slot, lockmode, update_indexes);
+	}
+	return result;
+}
+
+static TM_Result
+strict_tuple_delete(Relation rel, ItemPointer tid, CommandId cid, Snapshot snapshot,
+					Snapshot crosscheck, bool wait, TM_FailureData *tmfd, bool changingPart)
+{
+	TM_Result	result;
+
+	if (!wait || !occ_active())
+		return heap_routine->tuple_delete(rel, tid, cid, snapshot, crosscheck, wait, tmfd,
+										  changingPart);
+	if (xact_doomed)
+		return TM_Ok;			/* answered as deleted (RETURNING reads the row at tid) */
+	result = heap_routine->tuple_delete(rel, tid, cid, snapshot, crosscheck, false, tmfd,
+										changingPart);
+	if (result == TM_BeingModified)
+	{
+		result = lock_no_wait(rel, tid, snapshot, cid, LockTupleExclusive, tmfd);
+		if (!is_conflict(result))
+			result = heap_routine->tuple_delete(rel, tid, cid, snapshot, crosscheck, true,
+												tmfd, changingPart);
+	}
+	if (is_conflict(result))
+	{
+		doom();
+		return TM_Ok;
+	}
+	return result;
+}
+
+/* SELECT ... FOR UPDATE / FOR KEY SHARE, foreign key checks, ON CONFLICT DO UPDATE. */
+static TM_Result
+strict_tuple_lock(Relation rel, ItemPointer tid, Snapshot snapshot, TupleTableSlot *slot,
+				  CommandId cid, LockTupleMode mode, LockWaitPolicy wait_policy, uint8 flags,
+				  TM_FailureData *tmfd)
+{
+	TM_Result	result;
+
+	/* NOWAIT and SKIP LOCKED keep PostgreSQL's meaning; so does READ COMMITTED. */
+	if (wait_policy != LockWaitBlock || (flags & TUPLE_LOCK_FLAG_FIND_LAST_VERSION) ||
+		!occ_active())
+		return heap_routine->tuple_lock(rel, tid, snapshot, slot, cid, mode, wait_policy,
+										flags, tmfd);
+	result = xact_doomed ? TM_WouldBlock
+		: heap_routine->tuple_lock(rel, tid, snapshot, slot, cid, mode, LockWaitSkip, flags,
+								   tmfd);
+	if (!is_conflict(result))
+		return result;
+	/* Not locked; the row this snapshot sees, as if it were. */
+	if (!heap_routine->tuple_fetch_row_version(rel, tid, SnapshotAny, slot))
+		return result;
+	doom();
+	tmfd->traversed = false;
+	return TM_Ok;
+}
+
 /* ---- executor ------------------------------------------------------------------------ */
 
 static bool
@@ -918,6 +1388,9 @@ strict_ExecutorStart(QueryDesc *queryDesc, int eflags)
 		prev_ExecutorStart(queryDesc, eflags);
 	else
 		standard_ExecutorStart(queryDesc, eflags);
+	/* The relations it writes or locks: conflicts are decided at COMMIT (above). */
+	if (!(eflags & EXEC_FLAG_EXPLAIN_ONLY) && occ_active())
+		occ_patch_executor(queryDesc);
 }
 
 static void
@@ -945,6 +1418,8 @@ strict_ExecutorEnd(QueryDesc *queryDesc)
 			(void) count_cte_rows(queryDesc->planstate, &rows);
 		}
 	}
+	if (occ_npatches > 0)		/* before the executor closes its relations */
+		occ_unpatch_executor(queryDesc->estate);
 	if (prev_ExecutorEnd)
 		prev_ExecutorEnd(queryDesc);
 	else
@@ -996,4 +1471,21 @@ _PG_init(void)
 	prev_ExecutorEnd = ExecutorEnd_hook;
 	ExecutorEnd_hook = strict_ExecutorEnd;
 	RegisterXactCallback(xact_callback, NULL);
+	RegisterSubXactCallback(subxact_callback, NULL);
+	CacheRegisterRelcacheCallback(occ_relcache_callback, (Datum) 0);
+
+	heap_routine = GetHeapamTableAmRoutine();
+	strict_heap = *heap_routine;
+	strict_heap.tuple_update = strict_tuple_update;
+	strict_heap.tuple_delete = strict_tuple_delete;
+	strict_heap.tuple_lock = strict_tuple_lock;
+
+	/*
+	 * DSQL's isolation is snapshot (REPEATABLE READ) for every transaction, however it
+	 * begins: the default, above any configuration file, database, role or client
+	 * setting (a session's own SET still wins, and strict mode refuses it).
+	 */
+	if (strict_enabled)
+		SetConfigOption("default_transaction_isolation", "repeatable read",
+						IsUnderPostmaster ? PGC_SUSET : PGC_POSTMASTER, PGC_S_OVERRIDE);
 }

@@ -71,7 +71,10 @@ def prepare(url: URL, data_dir: Path, pg_config: str | None,
                             ).fetchone() == ("on",):
                 _prepared[key] = None  # preloaded by the server (an embedded one)
                 return None
-            if conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+            # The URL may name a role to act as (``options=-crole=...``): this set-up acts
+            # as the login user, who loads the module into the application's sessions.
+            conn.execute("SET ROLE NONE")
+            if conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = session_user"
                             ).fetchone() != (True,):
                 raise StrictModeUnavailable(
                     "strict mode on a server of your own needs a superuser (it loads a server "

@@ -60,6 +60,18 @@ LANGUAGE sql VOLATILE SET search_path = pg_catalog AS $$
          generate_series(0, 25) AS i
 $$;
 
+-- sys.current_session_id(): DSQL's name for this connection (its connectors and ORM
+-- adapters read it as text). DSQL's format is not documented or recorded: here 26 base32
+-- letters like a job id, the same for the whole session, different for every session.
+CREATE OR REPLACE FUNCTION sys.current_session_id() RETURNS text
+LANGUAGE sql STABLE SET search_path = pg_catalog AS $$
+    SELECT string_agg(substr('abcdefghijklmnopqrstuvwxyz234567',
+                             substring(b FROM i * 5 + 1 FOR 5)::int + 1, 1), '' ORDER BY i)
+    FROM (SELECT ('x' || md5(a.pid::text || ' ' || a.backend_start::text))::bit(128) || B'00' AS b
+            FROM pg_stat_get_activity(pg_backend_pid()) AS a) AS u,
+         generate_series(0, 25) AS i
+$$;
+
 -- DSQL decodes a job id into a UUID: 26 base32 letters whose last two bits are zero.
 CREATE OR REPLACE FUNCTION sys._check_job_id(job_id text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog AS $$

@@ -10,6 +10,7 @@ import uuid
 import psycopg
 import pytest
 
+from tests.integration.strict.clients import CLIENTS
 from tests.integration.strict.server import Target, ThrowawayServer, system_target
 
 
@@ -68,6 +69,22 @@ def db(target, schema):
     yield connect
     for conn in opened:
         conn.close()
+
+
+@pytest.fixture(params=CLIENTS, ids=lambda c: c.name)
+def client(request, target, schema):
+    """Open sessions of one client kind (psycopg 3, its async form, psycopg 2, asyncpg) on
+    the test's schema: ``client()``, ``client(options="-c ...")``."""
+    opened = []
+
+    def open_session(options: str = ""):
+        session = request.param(target, f"{schema}, public", options)
+        opened.append(session)
+        return session
+
+    yield open_session
+    for session in opened:
+        session.close()
 
 
 def _assert_clean_log(target: Target) -> None:
