@@ -65,7 +65,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from bank.adapters import database
 from bank.adapters.errors import TransactionConflict
@@ -513,11 +513,12 @@ class BankMachine(RuleBasedStateMachine):
         self.kill_backends()
 
     def kill_backends(self) -> None:
-        """pg_terminate_backend on the application's backends; back once they are gone."""
+        """pg_terminate_backend on this process's backends (those ``warm_process`` opened, not
+        the test session's other engines'); back once they are gone."""
         with self.db.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             pids = conn.execute(text(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'bank' "
-                "AND pid <> pg_backend_pid()")).scalars().all()
+                "SELECT pid FROM pg_stat_activity WHERE pid = ANY(:ours)"),
+                {"ours": sorted(OPENED)}).scalars().all()
             conn.execute(text("SELECT pg_terminate_backend(pid) FROM unnest(CAST(:pids AS int[])) "
                               "AS pid"), {"pids": pids})
             deadline = time.monotonic() + 10
@@ -572,6 +573,10 @@ class BankMachine(RuleBasedStateMachine):
         assert not unexpected, f"ledger entries never acknowledged: {unexpected}"
 
 
+#: The backend pids of the connections ``warm_process``'s engine opened: the ones to kill.
+OPENED: set[int] = set()
+
+
 @pytest.fixture
 def warm_process(engine):
     """The process-wide engine of this test, one for all its steps and examples.
@@ -583,6 +588,8 @@ def warm_process(engine):
     overflow is for the threads of a burst (see ``burst``).
     """
     app = local.application_engine(pool_size=1, max_overflow=BURST_THREADS)
+    OPENED.clear()
+    event.listen(app, "connect", lambda dbapi, _record: OPENED.add(dbapi.info.backend_pid))
     database.install_engine(app)
     yield app
     database.install_engine(engine)  # the session's engine again; this one is disposed
