@@ -365,8 +365,12 @@ class EmbeddedPostgres:
             return False
 
     def _up_to_date(self) -> bool:
-        """Set up by this version: a secret, and as root the data is its own OS user's."""
+        """Set up by this version: a secret, as root the data is its own OS user's, and the
+        server started with this version's settings and strict module (a running server
+        never loads another: after an update of ``dsql_strict.c`` it must restart)."""
         if not self.passfile.exists():
+            return False
+        if not self._runs_this_configuration():
             return False
         if self.os_user is None:
             return True
@@ -472,13 +476,30 @@ class EmbeddedPostgres:
             )
         return port
 
+    def _strict_conf(self) -> str:
+        """The strict-mode lines of postgresql.conf, as this version writes them."""
+        strict = self._strict_library()
+        return "" if strict is None else strict_build.conf_lines(
+            strict_build.server_settings(strict))
+
+    def _server_conf(self, port: int) -> str:
+        """What this version writes into postgresql.conf: its settings, strict mode's."""
+        return SERVER_CONF.format(port=port) + self._strict_conf()
+
+    def _runs_this_configuration(self) -> bool:
+        """The running server was started (``_configure`` writes the file just before each
+        start) with this version's settings and strict module."""
+        port = self.port()
+        try:
+            text = (self.pgdata / "postgresql.conf").read_text()
+        except OSError:
+            return False
+        return port is not None and text.endswith("\n" + self._server_conf(port))
+
     def _configure(self, port: int) -> None:
         conf = self.pgdata / "postgresql.conf"
         text = conf.read_text().split("\n" + MARKER)[0]
-        strict = self._strict_library()
-        extra = "" if strict is None else strict_build.conf_lines(
-            strict_build.server_settings(strict))
-        conf.write_text(text + "\n" + SERVER_CONF.format(port=port) + extra)
+        conf.write_text(text + "\n" + self._server_conf(port))
         (self.pgdata / "pg_hba.conf").write_text(PG_HBA)
         self._write_private(self.port_file, f"{port}\n")
 

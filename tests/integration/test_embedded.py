@@ -260,3 +260,21 @@ def test_a_folder_you_cannot_write_is_a_named_error(tmp_path):
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert "EmbeddedDatabaseError: Permission denied" in out.stderr
     assert f"check the permissions of {locked}" in out.stderr
+
+
+def test_a_server_running_an_older_strict_module_is_restarted_on_the_new_one(pg):
+    """After an update of bank (a new dsql_strict.c), the next start restarts a server that
+    still runs the module it was started with: a running server never loads another."""
+    status = pg.start()
+    conf = pg.pgdata / "postgresql.conf"
+    text = conf.read_text()
+    loaded = next(line for line in text.splitlines()
+                  if line.startswith("shared_preload_libraries"))
+    older = loaded.replace("dsql_strict-pg", "dsql_strict-old-pg")
+    conf.write_text(text.replace(loaded, older))  # as an older bank wrote it, then started
+    again = pg.start()
+    assert again.pid != status.pid, "still the server of the older module"
+    assert loaded in conf.read_text() and older not in conf.read_text()
+    with psycopg.connect(libpq(again.url)) as conn:
+        preloaded = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
+    assert preloaded in loaded
