@@ -69,3 +69,23 @@ def test_a_step_that_does_not_do_what_it_shows_stops_the_tutorial(database_url, 
     with pytest.raises(TutorialStepFailed, match="answered ok, where it shows InvalidRequest"):
         _invoke("ch01", "ch01.json", expect="InvalidRequest")
     assert "(error)" in capsys.readouterr().out
+
+
+def test_the_load_test_steps_check_what_they_say():
+    """ch04's step shows conflicts reported, ch05's shows them retried: a report that does
+    not show it fails the step."""
+    from collections import Counter
+
+    from bank.kit.cli.tutorial import _conflicts_reported, _conflicts_retried
+    from bank.kit.loadtest import Report
+
+    def report(errors: dict, attempts: dict) -> Report:
+        return Report("Ch05Function", "accounts", 10, 10, 1, 1000, None, requests=1000,
+                      errors=Counter(errors), attempts=Counter(attempts))
+
+    assert _conflicts_reported(report({"TransactionConflict": 3}, {})) is None
+    assert "no TransactionConflict" in _conflicts_reported(report({}, {1: 1000}))
+    assert _conflicts_retried(report({"ConflictRetriesExhausted": 2}, {1: 900, 2: 98})) is None
+    assert "reported" in _conflicts_retried(report({"TransactionConflict": 1}, {2: 999}))
+    assert "nothing was retried" in _conflicts_retried(report({}, {1: 1000}))
+    assert "ran out" in _conflicts_retried(report({"ConflictRetriesExhausted": 51}, {2: 949}))

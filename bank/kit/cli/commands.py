@@ -223,6 +223,11 @@ def run_remote_loadtest(function: str, ids: list, *, stack: str | None,
 
 
 def _cmd_loadtest(args: argparse.Namespace) -> int:
+    return loadtest_command(args)[0]
+
+
+def loadtest_command(args: argparse.Namespace):
+    """``bank loadtest``: (exit status, the report) (``bank tutorial`` checks the report)."""
     import threading
 
     from bank.adapters.database import install_engine
@@ -264,8 +269,8 @@ def _cmd_loadtest(args: argparse.Namespace) -> int:
         print(f"bank: LEDGER INCOMPLETE: {report.in_ledger} of {len(report.acknowledged)} "
               "acknowledged transfers recorded", file=sys.stderr)
     if not report.sound:
-        return 1
-    return 128 + received[0] if received else 0
+        return 1, report
+    return (128 + received[0] if received else 0), report
 
 
 def _cmd_chaos(args: argparse.Namespace) -> int:

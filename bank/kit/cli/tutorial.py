@@ -59,6 +59,38 @@ def _bank(*args: str) -> None:
         raise TutorialStepFailed(f"step `bank {' '.join(args)}` exited with status {code}")
 
 
+def _loadtest(*args: str, check: Callable[[Any], str | None]) -> None:
+    """Run `bank loadtest` in-process, showing it; it must exit 0 and ``check`` must find
+    nothing wrong with its report (what the step says it shows)."""
+    from bank.kit.cli.commands import build_parser, loadtest_command
+
+    shown = f"bank loadtest {' '.join(args)}"
+    print(f"$ {shown}", flush=True)
+    code, report = loadtest_command(build_parser()[0].parse_args(["loadtest", *args]))
+    wrong = f"exited with status {code}" if code != 0 else check(report)
+    if wrong:
+        raise TutorialStepFailed(f"step `{shown}`: {wrong}")
+
+
+def _conflicts_reported(report: Any) -> str | None:
+    if report.errors.get("TransactionConflict", 0) > 0:
+        return None
+    return "ch04 reported no TransactionConflict, where the step shows its conflicts"
+
+
+def _conflicts_retried(report: Any) -> str | None:
+    """No conflict reported as such; retried (some success took more than one attempt);
+    at most 5% of the requests out of attempts (ConflictRetriesExhausted)."""
+    if report.errors.get("TransactionConflict", 0):
+        return f"{report.errors['TransactionConflict']} TransactionConflict reported"
+    if not any(n > 1 for n in report.attempts):
+        return "no transfer needed a second attempt: nothing was retried"
+    exhausted = report.errors.get("ConflictRetriesExhausted", 0)
+    if exhausted > report.requests * 0.05:
+        return f"{exhausted} of {report.requests} transfers ran out of attempts"
+    return None
+
+
 def _field(name: str, expected: Any) -> Callable[[dict], str | None]:
     def check(response: dict) -> str | None:
         if response.get(name) == expected:
@@ -125,14 +157,17 @@ def run(quick: bool = False, uuids: Path | None = None) -> int:
           "--out", str(uuids))
     iters = "200" if quick else "1000"
     print("\nch04 has no retry: on 10 hot accounts, 10 threads conflict, and ch04 reports it.")
-    _bank("loadtest", "--function", "ch04", "--threads", "10", "--accounts", "10",
-          "--iters", iters, "--seed", "1")
-    print("\nch05 retries the whole transaction on SQLSTATE 40001: same load, no conflict errors.")
-    _bank("loadtest", "--function", "ch05", "--threads", "10", "--accounts", "10",
-          "--iters", iters, "--seed", "1")
+    _loadtest("--function", "ch04", "--threads", "10", "--accounts", "10",
+              "--iters", iters, "--seed", "1", check=_conflicts_reported)
+    print("\nch05 retries the whole transaction on SQLSTATE 40001: the same load, and no "
+          "conflict reported;\nthe few transfers whose 10 attempts all conflict end as "
+          "ConflictRetriesExhausted.")
+    _loadtest("--function", "ch05", "--threads", "10", "--accounts", "10",
+              "--iters", iters, "--seed", "1", check=_conflicts_retried)
     print("\nch06 does the same on UUID keys, over the accounts just loaded.")
-    _bank("loadtest", "--function", "ch06", "--threads", "4", "--accounts", "1000",
-          "--uuids", str(uuids), "--iters", iters, "--seed", "1")
+    _loadtest("--function", "ch06", "--threads", "4", "--accounts", "1000",
+              "--uuids", str(uuids), "--iters", iters, "--seed", "1",
+              check=lambda report: _field("TransactionConflict", None)(dict(report.errors)))
 
     _step("ch07: query optimization (5,000 rows, one index, then the optimizing two)")
     _invoke("ch07", "ch07-setup.json", brief=("query_plan",),
