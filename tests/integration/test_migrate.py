@@ -287,7 +287,9 @@ def test_a_refused_connection_is_tried_again_for_a_while_then_answered(cfn, fres
 
     schema, _ = fresh
     monkeypatch.setattr(migrate, "ACCESS_RETRY_S", 2.5)
-    refused = make_url(server_url).set(password="not-the-password").difference_update_query(
+    # A role that does not exist: refused whether the server checks passwords or trusts.
+    refused = make_url(server_url).set(
+        username="bank_no_such_role", password="not-the-password").difference_update_query(
         ["passfile"]).render_as_string(hide_password=False)
     point_at(monkeypatch, refused, schema.name)
     caplog.set_level(logging.WARNING, logger="bank.handlers.migrate")
