@@ -51,6 +51,10 @@ from bank.kit import local as _local  # noqa: E402
 
 _local.use()
 
+#: A local DSQL (the endpoint, an auroradsql engine through it), as any project's suite gets
+#: it: the kit's plugin (``local_dsql``...; tests/integration/conftest.py names them).
+pytest_plugins = ["bank.kit.pytest_plugin"]
+
 
 def pytest_collection_modifyitems(config, items):
     for item in items:  # the tier is the folder: tests/unit, tests/integration, tests/e2e

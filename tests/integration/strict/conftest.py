@@ -10,7 +10,7 @@ import uuid
 import psycopg
 import pytest
 
-from tests.integration.strict.clients import CLIENTS
+from tests.integration.strict.clients import CLIENTS, Direct
 from tests.integration.strict.server import Target, ThrowawayServer, system_target
 
 
@@ -78,7 +78,7 @@ def client(request, target, schema):
     opened = []
 
     def open_session(options: str = ""):
-        session = request.param(target, f"{schema}, public", options)
+        session = request.param(Direct.to(target), f"{schema}, public", options)
         opened.append(session)
         return session
 
